@@ -1,0 +1,298 @@
+r"""Pure tensor math of energy conservation (no modules, no state).
+
+Notation: for a tensor ``x`` and feature dims ``D``, every index outside ``D``
+is a *sample*; ``energy(x)`` is the squared L2 norm of each sample over ``D``
+and ``conserve(x, E)`` is the operator
+
+.. math:: C_E(x) = \sqrt{E}\, x / \lVert x \rVert .
+
+Identities (each has a test of the same name in ``tests/test_math.py`` and a
+Hypothesis property in ``property_tests/``):
+
+* ``energy(conserve(x, E)) == E``                       (T1, exact conservation)
+* ``conserve(conserve(x, E), E) == conserve(x, E)``     (T2, idempotence)
+* ``conserve(a * x, E) == sign(a) * conserve(x, E)``    (T3, 0-homogeneity)
+* ``<x, d conserve(x, E)^T g> == 0`` for every ``g``    (gradient orthogonal to input)
+
+Numerics: reductions run in the accumulation dtype of
+:mod:`conserve_verified.tolerances` (float32 for float16/bfloat16); a fast path
+sums squares directly and falls back, only for samples whose sum of squares
+overflowed or is small enough for underflow to matter, to a path that scales by
+the max-abs first.  Non-finite input and all-zero samples raise
+:class:`~conserve_verified.errors.InvalidArgument` unless a policy says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+
+from .errors import InvalidArgument, InvalidArgumentType
+from .tolerances import TOLERANCES, tolerance
+
+__all__ = [
+    "ZeroPolicy",
+    "check_energy_value",
+    "conserve",
+    "energy",
+    "feature_count",
+    "normalize_dims",
+    "safe_norm",
+    "validate_finite",
+    "validate_tensor",
+]
+
+ZeroPolicy = Literal["raise", "uniform"]
+_ZERO_POLICIES = ("raise", "uniform")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_tensor(x: Any, name: str = "x") -> torch.Tensor:
+    """Return ``x`` if it is a floating tensor of a supported dtype, else raise."""
+    if not isinstance(x, torch.Tensor):
+        raise InvalidArgumentType(name, x, "a torch.Tensor")
+    if x.dtype not in TOLERANCES:
+        raise InvalidArgumentType(
+            name, x, f"a floating tensor of dtype {sorted(map(str, TOLERANCES))} (got {x.dtype})"
+        )
+    if x.ndim == 0:
+        raise InvalidArgument(name, x, "needs at least one (feature) dimension, got a 0-d tensor")
+    return x
+
+
+def normalize_dims(x: torch.Tensor, dim: int | Sequence[int]) -> tuple[int, ...]:
+    """Feature dims as a sorted tuple of non-negative ints; validates range and duplicates."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, tuple, list)):
+        raise InvalidArgumentType("dim", dim, "an int or a tuple of ints")
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if not dims:
+        raise InvalidArgument("dim", dim, "must name at least one dimension")
+    out = []
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise InvalidArgumentType("dim", dim, "an int or a tuple of ints")
+        if not -x.ndim <= d < x.ndim:
+            raise InvalidArgument("dim", dim, f"out of range for a tensor with {x.ndim} dims")
+        out.append(d % x.ndim)
+    if len(set(out)) != len(out):
+        raise InvalidArgument("dim", dim, "repeats a dimension")
+    for d in out:
+        if x.shape[d] == 0:
+            raise InvalidArgument(
+                "dim", dim, f"feature dimension {d} has size 0 (shape {tuple(x.shape)})"
+            )
+    return tuple(sorted(out))
+
+
+def feature_count(x: torch.Tensor, dims: tuple[int, ...]) -> int:
+    """Number of features per sample: the product of ``x.shape[d]`` over ``dims``."""
+    return math.prod(x.shape[d] for d in dims)
+
+
+def check_energy_value(value: Any, dtype: torch.dtype, name: str = "energy") -> float:
+    """Validate a target energy ``E``: a finite real ``> 0`` whose root fits ``dtype``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentType(name, value, "a real number")
+    e = float(value)
+    if not math.isfinite(e) or e <= 0.0:
+        raise InvalidArgument(name, value, "must be a finite number > 0")
+    if math.sqrt(e) > torch.finfo(dtype).max:
+        raise InvalidArgument(
+            name, value, f"sqrt(energy) exceeds the largest {dtype} ({torch.finfo(dtype).max:g})"
+        )
+    return e
+
+
+def _first_position(mask: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0].tolist())
+
+
+def validate_finite(x: torch.Tensor, name: str = "x") -> None:
+    """Raise :class:`InvalidArgument` naming the first NaN/Inf position of ``x``."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        pos = _first_position(bad)
+        raise InvalidArgument(
+            name,
+            f"<{x.dtype} tensor of shape {tuple(x.shape)}>",
+            f"contains {x[pos].item()} at index {pos}; input must be finite",
+        )
+
+
+def _zero_error(
+    x: torch.Tensor, zero_rows: torch.Tensor, dims: tuple[int, ...], name: str
+) -> InvalidArgument:
+    pos = list(_first_position(zero_rows))
+    sample = tuple(p for d, p in enumerate(pos) if d not in dims)
+    return InvalidArgument(
+        name,
+        f"<{x.dtype} tensor of shape {tuple(x.shape)}>",
+        f"sample at batch index {sample} is all zeros: its direction is undefined "
+        "(pass zero='uniform' to map zero samples to the uniform direction)",
+    )
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def _underflow_threshold(acc: torch.dtype, n: int) -> float:
+    # Below n * tiny / eps, flushed or subnormal squares could change the sum by
+    # more than one unit roundoff; such samples take the scaled path.
+    info = torch.finfo(acc)
+    return n * float(info.smallest_normal) / info.eps
+
+
+def _sum_squares(
+    xa: torch.Tensor, dims: tuple[int, ...], n: int, name: str, zero: ZeroPolicy | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Return ``(scale, ss, zero_rows)`` with ``energy = scale**2 * ss`` per sample.
+
+    ``scale`` is 1 on the fast path and the max-abs of the sample on the scaled
+    path; ``ss`` is the sum of squares of ``xa / scale``.  Raises on non-finite
+    input, and on all-zero samples when ``zero == 'raise'``.
+    """
+    ss = (xa * xa).sum(dims, keepdim=True)
+    bad = ~torch.isfinite(ss) | (ss < _underflow_threshold(xa.dtype, n))
+    if not bool(bad.any()):
+        return torch.ones_like(ss), ss, None
+    m = xa.abs().amax(dims, keepdim=True)
+    if not bool(torch.isfinite(m).all()) or bool(torch.isnan(ss).any()):
+        validate_finite(xa, name)
+    zero_rows = m == 0
+    has_zero = bool(zero_rows.any())
+    if has_zero and zero == "raise":
+        raise _zero_error(xa, zero_rows.expand_as(xa) & (xa == 0), dims, name)
+    scale = torch.where(bad, torch.where(zero_rows, torch.ones_like(m), m), torch.ones_like(m))
+    scaled = xa / scale
+    ss = (scaled * scaled).sum(dims, keepdim=True)
+    return scale, ss, (zero_rows if has_zero else None)
+
+
+def energy(x: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
+    """Per-sample activation energy ``||x||**2`` over the feature dims ``dim``.
+
+    Identity: ``energy(x) == (x.double() ** 2).sum(dim)`` up to rounding, computed
+    without intermediate overflow or underflow.  The result is in the
+    accumulation dtype (float32 for float16/bfloat16 input), so it is finite
+    whenever the true energy is representable there.
+
+    >>> import torch
+    >>> energy(torch.tensor([[3.0, 4.0]]))
+    tensor([25.])
+    """
+    x = validate_tensor(x)
+    dims = normalize_dims(x, dim)
+    xa = x.to(tolerance(x.dtype).accumulation)
+    scale, ss, _ = _sum_squares(xa, dims, feature_count(x, dims), "x", None)
+    return (scale * scale * ss).squeeze(dims)
+
+
+def safe_norm(x: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
+    """Per-sample L2 norm ``||x||`` over ``dim``, overflow/underflow safe.
+
+    Identity: ``safe_norm(x) ** 2 == energy(x)`` up to rounding.
+    """
+    x = validate_tensor(x)
+    dims = normalize_dims(x, dim)
+    xa = x.to(tolerance(x.dtype).accumulation)
+    scale, ss, _ = _sum_squares(xa, dims, feature_count(x, dims), "x", None)
+    return (scale * ss.sqrt()).squeeze(dims)
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+def _forward(
+    x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(y, inv_rho)``: ``y = C_E(x)`` in ``x.dtype`` and ``1/||x||`` per sample.
+
+    ``inv_rho`` is 0 for zero samples mapped by the ``'uniform'`` policy (whose
+    gradient is defined as 0).
+    """
+    acc = tolerance(x.dtype).accumulation
+    xa = x.to(acc)
+    n = feature_count(x, dims)
+    scale, ss, zero_rows = _sum_squares(xa, dims, n, "x", zero)
+    r = math.sqrt(e)
+    inv = torch.rsqrt(ss)  # 1 / ||x / scale||
+    ya = (xa / scale) * (inv * r)
+    inv_rho = inv / scale
+    if zero_rows is not None:
+        ya = torch.where(zero_rows, torch.full_like(ya, math.sqrt(e / n)), ya)
+        inv_rho = torch.where(zero_rows, torch.zeros_like(inv_rho), inv_rho)
+    return ya.to(x.dtype), inv_rho
+
+
+class _ConserveFunction(torch.autograd.Function):
+    """``C_E`` with the analytic backward ``(r/rho) (g - y (y.g) / r**2)``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
+    ) -> torch.Tensor:
+        y, inv_rho = _forward(x, e, dims, zero)
+        ctx.save_for_backward(y, inv_rho)
+        ctx.e = e
+        ctx.dims = dims
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        (g,) = grads
+        y, inv_rho = ctx.saved_tensors
+        acc = inv_rho.dtype
+        r = math.sqrt(ctx.e)
+        ga = g.to(acc)
+        ya = y.to(acc)
+        dot = (ya * ga).sum(ctx.dims, keepdim=True)
+        grad = (inv_rho * r) * (ga - ya * (dot / ctx.e))
+        return grad.to(g.dtype), None, None, None
+
+
+def conserve(
+    x: torch.Tensor,
+    energy: float = 1.0,
+    dim: int | Sequence[int] = -1,
+    zero: ZeroPolicy = "raise",
+) -> torch.Tensor:
+    r"""Energy-conservation operator :math:`C_E(x) = \sqrt{E}\,x/\lVert x\rVert`.
+
+    Identity: ``energy(conserve(x, E, dim), dim) == E`` for every sample, within
+    ``tolerances.energy_atol(x.dtype, E, n)``; the result has ``x``'s shape and dtype.
+
+    Args:
+        x: floating tensor (float64, float32, bfloat16 or float16).
+        energy: target energy ``E > 0`` per sample.
+        dim: feature dim or dims (e.g. ``(1, 2, 3)`` for ``(N, C, H, W)`` maps).
+        zero: policy for all-zero samples: ``"raise"`` (default) raises
+            :class:`InvalidArgument`; ``"uniform"`` maps them to the uniform
+            direction ``sqrt(E / n) * ones`` (with zero gradient).
+
+    Raises:
+        InvalidArgument: non-finite input (names the first bad index), zero
+            samples under ``zero="raise"``, a bad ``energy``/``dim``/``zero``.
+
+    The backward pass is analytic and first-order only (``once_differentiable``).
+
+    >>> import torch
+    >>> conserve(torch.tensor([[3.0, 4.0]]), energy=4.0)
+    tensor([[1.2000, 1.6000]])
+    """
+    x = validate_tensor(x)
+    e = check_energy_value(energy, x.dtype)
+    dims = normalize_dims(x, dim)
+    if zero not in _ZERO_POLICIES:
+        raise InvalidArgument("zero", zero, f"must be one of {_ZERO_POLICIES}")
+    if x.numel() == 0:
+        return x.clone()
+    if x.requires_grad and torch.is_grad_enabled():
+        out: torch.Tensor = _ConserveFunction.apply(x, e, dims, zero)
+        return out
+    return _forward(x, e, dims, zero)[0]

@@ -1,0 +1,1 @@
+"""Subcommands of ``conserve-verified`` (one module each, discovered by :mod:`..cli`)."""

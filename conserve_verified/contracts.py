@@ -1,0 +1,142 @@
+"""Runtime contracts: ``check_*`` returns ``(ok, reason)``, ``assert_*`` raises.
+
+The mode is read from the environment variable ``CONSERVE_CHECKS``:
+
+``raise`` (default)
+    a violated contract raises :class:`~conserve_verified.errors.ConservationViolation`.
+``warn``
+    a violated contract emits a :class:`ContractWarning` and execution goes on.
+``off``
+    contracts are skipped entirely: no extra pass over memory, no host sync.
+
+Cost when on: one reduction over each checked tensor (the energy of every
+sample, computed in float64) and one host synchronisation per check; see the
+benchmark ``checks_on_vs_off`` for measured numbers.  The mode can also be set
+for a block of code with :func:`checks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+
+from .errors import ConservationViolation, InvalidArgument
+from .tolerances import tolerance
+
+__all__ = [
+    "CheckMode",
+    "ContractWarning",
+    "assert_energy",
+    "assert_finite",
+    "check_energy",
+    "check_finite",
+    "checks",
+    "get_mode",
+    "set_mode",
+]
+
+CheckMode = Literal["raise", "warn", "off"]
+_MODES: tuple[CheckMode, ...] = ("raise", "warn", "off")
+_override: CheckMode | None = None
+
+
+class ContractWarning(UserWarning):
+    """Emitted for a violated contract when ``CONSERVE_CHECKS=warn``."""
+
+
+def _parse(value: str, source: str) -> CheckMode:
+    mode = value.strip().lower()
+    if mode not in _MODES:
+        raise InvalidArgument(source, value, f"must be one of {_MODES}")
+    return mode
+
+
+def get_mode() -> CheckMode:
+    """Current mode: the :func:`checks` override, else ``$CONSERVE_CHECKS``, else ``raise``."""
+    if _override is not None:
+        return _override
+    return _parse(os.environ.get("CONSERVE_CHECKS", "raise"), "CONSERVE_CHECKS")
+
+
+def set_mode(mode: CheckMode | None) -> None:
+    """Set (or with ``None`` clear) the process-wide override of ``CONSERVE_CHECKS``."""
+    global _override
+    _override = None if mode is None else _parse(str(mode), "mode")
+
+
+@contextlib.contextmanager
+def checks(mode: CheckMode) -> Iterator[None]:
+    """Context manager running its block under contract mode ``mode``."""
+    global _override
+    previous = _override
+    set_mode(mode)
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def _report(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    mode = get_mode()
+    if mode == "raise":
+        raise ConservationViolation(reason)
+    if mode == "warn":
+        warnings.warn(reason, ContractWarning, stacklevel=3)
+
+
+def check_finite(x: torch.Tensor, name: str = "x") -> tuple[bool, str]:
+    """``(True, "")`` if every element of ``x`` is finite, else ``(False, reason)``."""
+    bad = ~torch.isfinite(x)
+    if not bool(bad.any()):
+        return True, ""
+    pos = tuple(int(i) for i in bad.nonzero()[0].tolist())
+    return False, f"{name} contains {x[pos].item()} at index {pos}"
+
+
+def assert_finite(x: torch.Tensor, name: str = "x") -> None:
+    """Contract form of :func:`check_finite` (honours ``CONSERVE_CHECKS``)."""
+    if get_mode() != "off":
+        _report(*check_finite(x, name))
+
+
+def check_energy(
+    y: torch.Tensor, energy: float, dim: int | Sequence[int] = -1, name: str = "y"
+) -> tuple[bool, str]:
+    """Check ``|energy(y) - E| <= energy_atol(dtype, E, n)`` for every sample of ``y``.
+
+    The energy is measured in float64 from ``y``'s stored values, so a reported
+    violation comes from the producer of ``y``, not from the check.
+    """
+    from ._math import feature_count, normalize_dims  # local: avoid an import cycle
+    from .tolerances import energy_atol
+
+    dims = normalize_dims(y, dim)
+    tolerance(y.dtype)
+    if y.numel() == 0:
+        return True, ""
+    measured = y.detach().to(torch.float64).pow(2).sum(dims)
+    atol = energy_atol(y.dtype, float(energy), feature_count(y, dims))
+    err = (measured - float(energy)).abs()
+    worst = int(err.argmax()) if err.numel() else 0
+    worst_err = float(err.flatten()[worst]) if err.numel() else 0.0
+    if worst_err <= atol:  # NaN compares False and falls through
+        return True, ""
+    return False, (
+        f"{name}: energy {float(measured.flatten()[worst])!r} of sample {worst} differs from "
+        f"E={float(energy)!r} by {worst_err:.3e} > tolerance {atol:.3e} ({y.dtype})"
+    )
+
+
+def assert_energy(
+    y: torch.Tensor, energy: float, dim: int | Sequence[int] = -1, name: str = "y"
+) -> None:
+    """Contract form of :func:`check_energy` (honours ``CONSERVE_CHECKS``)."""
+    if get_mode() != "off":
+        _report(*check_energy(y, energy, dim, name))

@@ -1,0 +1,206 @@
+"""Shipped test oracles and Hypothesis strategies for users' own models.
+
+Oracles measure in float64 from the stored values of the tensors under test,
+so any error they report comes from the code under test, not from the check.
+Tolerances come from :mod:`conserve_verified.tolerances`.
+
+Strategies produce *hard* tensors: mixed magnitudes across the whole exponent
+range of the dtype (subnormals included), near-zero and huge samples, every
+supported float dtype, and odd shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from ._math import feature_count, normalize_dims
+from .errors import ConservationViolation, InvalidArgument
+from .operators import ConserveEnergy
+from .tolerances import energy_atol
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "HardTensor",
+    "assert_energy_conserved",
+    "assert_energy_equals",
+    "float_dtypes",
+    "hard_tensors",
+    "measure_energy",
+]
+
+#: Every float dtype the library supports, widest first.
+FLOAT_DTYPES: tuple[torch.dtype, ...] = (
+    torch.float64,
+    torch.float32,
+    torch.bfloat16,
+    torch.float16,
+)
+
+
+def measure_energy(y: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
+    """Per-sample energy of ``y``'s stored values, computed exactly enough in float64."""
+    dims = normalize_dims(y, dim)
+    return y.detach().to(torch.float64).pow(2).sum(dims)
+
+
+def assert_energy_equals(
+    y: Any, energy: float, dim: int | Sequence[int] = -1, where: str = "tensor"
+) -> None:
+    """Check every sample of ``y`` has energy ``energy`` within the dtype's table tolerance."""
+    if not isinstance(y, torch.Tensor):
+        raise ConservationViolation(f"{where}: expected a tensor output, got {type(y).__name__}")
+    if not bool(torch.isfinite(y).all()):
+        raise ConservationViolation(f"{where}: output contains non-finite values")
+    dims = normalize_dims(y, dim)
+    measured = measure_energy(y, dims)
+    atol = energy_atol(y.dtype, energy, feature_count(y, dims))
+    err = (measured - energy).abs()
+    if err.numel() and float(err.max()) > atol:
+        i = int(err.argmax())
+        raise ConservationViolation(
+            f"{where}: sample {i} has energy {float(measured.flatten()[i])!r}, expected {energy!r} "
+            f"(|error| {float(err.max()):.3e} > tolerance {atol:.3e} for {y.dtype})"
+        )
+
+
+def assert_energy_conserved(
+    fn_or_module: Callable[..., Any],
+    *inputs: Any,
+    energy: float | None = None,
+    dim: int | Sequence[int] | None = None,
+) -> None:
+    """Oracle: run ``fn_or_module(*inputs)`` and check energy conservation.
+
+    * If ``fn_or_module`` is an ``nn.Module`` containing :class:`ConserveEnergy`
+      submodules (e.g. a :class:`~conserve_verified.Conserved` pipeline), the
+      output of *every* such boundary is checked against that boundary's own
+      energy and dims.
+    * Otherwise the output itself is checked against ``energy`` (required) over
+      ``dim`` (default ``-1``).
+
+    Raises :class:`~conserve_verified.errors.ConservationViolation` naming the
+    boundary and the sample whose energy is off by more than the dtype's tolerance.
+    """
+    if not callable(fn_or_module):
+        raise InvalidArgument("fn_or_module", fn_or_module, "must be callable")
+    boundaries: list[tuple[str, ConserveEnergy]] = []
+    if isinstance(fn_or_module, nn.Module):
+        boundaries = [
+            (n, m) for n, m in fn_or_module.named_modules() if isinstance(m, ConserveEnergy)
+        ]
+    if boundaries and energy is None:
+        captured: list[tuple[str, ConserveEnergy, torch.Tensor]] = []
+        handles = [
+            m.register_forward_hook(lambda mod, _i, out, n=n: captured.append((n, mod, out)))
+            for n, m in boundaries
+        ]
+        try:
+            with torch.no_grad():
+                fn_or_module(*inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        if not captured:
+            raise ConservationViolation(
+                "no ConserveEnergy boundary was executed by the forward pass"
+            )
+        for name, mod, out in captured:
+            assert_energy_equals(out, mod.energy, mod.dim, f"boundary {name or '<root>'!r}")
+        return
+    if energy is None:
+        raise InvalidArgument(
+            "energy", energy, "required when the callable has no ConserveEnergy boundaries"
+        )
+    with torch.no_grad():
+        y = fn_or_module(*inputs)
+    assert_energy_equals(y, float(energy), -1 if dim is None else dim, "output")
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def float_dtypes() -> st.SearchStrategy[torch.dtype]:
+    """Every supported float dtype."""
+    return st.sampled_from(FLOAT_DTYPES)
+
+
+@dataclass(frozen=True)
+class HardTensor:
+    """A generated tensor and the feature dims it should be reduced over."""
+
+    x: torch.Tensor
+    dim: int | tuple[int, ...]
+
+    def __repr__(self) -> str:
+        return f"HardTensor(dim={self.dim}, x={self.x!r})"
+
+
+def _exponent_range(dtype: torch.dtype) -> tuple[int, int]:
+    info = torch.finfo(dtype)
+    # from the smallest subnormal up to (but not touching) the overflow threshold
+    lo = math.floor(math.log2(float(info.smallest_normal) * info.eps))
+    hi = math.floor(math.log2(info.max)) - 1
+    return lo, hi
+
+
+@st.composite
+def hard_tensors(
+    draw: st.DrawFn,
+    dtypes: st.SearchStrategy[torch.dtype] | None = None,
+    max_batch: int = 4,
+    max_features: int = 40,
+    allow_zero_samples: bool = False,
+    conv: bool | None = None,
+) -> HardTensor:
+    """Tensors of hard values: every sample nonzero unless ``allow_zero_samples``.
+
+    Each sample draws a base exponent anywhere in the dtype's range (subnormal to
+    near-overflow) and a spread, so one sample mixes magnitudes up to
+    ``2**spread`` apart; a fraction of zeros is sprinkled in; a few elements are
+    drawn individually (so Hypothesis can shrink towards them), the rest come
+    from a seeded generator.  Shapes are ``(B, n)`` reduced over ``-1`` or
+    ``(B, C, H, W)`` reduced over ``(1, 2, 3)``.
+    """
+    dtype = draw(dtypes if dtypes is not None else float_dtypes())
+    lo, hi = _exponent_range(dtype)
+    info = torch.finfo(dtype)
+    use_conv = draw(st.booleans()) if conv is None else conv
+    batch = draw(st.integers(1, max_batch))
+    if use_conv:
+        c, h, w = (draw(st.integers(1, 4)) for _ in range(3))
+        shape: tuple[int, ...] = (batch, c, h, w)
+        dim: int | tuple[int, ...] = (1, 2, 3)
+    else:
+        shape = (batch, draw(st.integers(1, max_features)))
+        dim = -1
+    n = math.prod(shape[1:])
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    rows = []
+    for _ in range(batch):
+        base = draw(st.integers(lo, hi))
+        spread = draw(st.integers(0, 60))
+        zero_frac = draw(st.sampled_from([0.0, 0.0, 0.3, 0.9]))
+        mant = torch.rand(n, generator=gen, dtype=torch.float64) * 4.0 - 2.0
+        exps = torch.randint(max(lo, base - spread), base + 1, (n,), generator=gen).to(
+            torch.float64
+        )
+        vals = mant * torch.pow(2.0, exps)
+        vals[torch.rand(n, generator=gen) < zero_frac] = 0.0
+        for _ in range(draw(st.integers(0, min(3, n)))):
+            k = draw(st.integers(0, n - 1))
+            vals[k] = draw(st.sampled_from([0.0, 1.0, -1.0])) * 2.0 ** draw(st.integers(lo, hi))
+        vals = vals.clamp(-info.max, info.max)
+        row = vals.to(dtype)
+        if not allow_zero_samples and not bool((row != 0).any()):
+            k = draw(st.integers(0, n - 1))
+            row[k] = max(2.0**base, float(info.smallest_normal) * info.eps)
+        rows.append(row)
+    x = torch.stack(rows).reshape(shape)
+    return HardTensor(x=x, dim=dim)

@@ -1,0 +1,39 @@
+"""Tests of the CLI skeleton: discovery of subcommands and ``--help``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conserve_verified.cli import _command_modules, build_parser, main
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "conserve-verified" in out
+    for mod in _command_modules():
+        assert mod.NAME in out
+
+
+def test_every_subcommand_has_help() -> None:
+    parser = build_parser()
+    for mod in _command_modules():
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([mod.NAME, "--help"])
+        assert info.value.code == 0
+
+
+def test_module_entry_point_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "conserve_verified", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0.1.0" in proc.stdout
