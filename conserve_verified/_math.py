@@ -142,35 +142,52 @@ def _zero_error(
 
 def _underflow_threshold(acc: torch.dtype, n: int) -> float:
     # Below n * tiny / eps, flushed or subnormal squares could change the sum by
-    # more than one unit roundoff; such samples take the scaled path.
+    # more than one unit roundoff; such samples take the wide path.
     info = torch.finfo(acc)
     return n * float(info.smallest_normal) / info.eps
 
 
-def _sum_squares(
-    xa: torch.Tensor, dims: tuple[int, ...], n: int, name: str, zero: ZeroPolicy | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Return ``(scale, ss, zero_rows)`` with ``energy = scale**2 * ss`` per sample.
+def _fast_sum_squares(xa: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[torch.Tensor, bool]:
+    """Sum of squares in the accumulation dtype and whether every sample is safe.
 
-    ``scale`` is 1 on the fast path and the max-abs of the sample on the scaled
-    path; ``ss`` is the sum of squares of ``xa / scale``.  Raises on non-finite
-    input, and on all-zero samples when ``zero == 'raise'``.
+    A sample is safe when its sum is finite and above the underflow threshold;
+    otherwise the wide path (:func:`_wide_sum_squares`) must be used.
     """
     ss = (xa * xa).sum(dims, keepdim=True)
     bad = ~torch.isfinite(ss) | (ss < _underflow_threshold(xa.dtype, n))
-    if not bool(bad.any()):
-        return torch.ones_like(ss), ss, None
-    m = xa.abs().amax(dims, keepdim=True)
-    if not bool(torch.isfinite(m).all()) or bool(torch.isnan(ss).any()):
-        validate_finite(xa, name)
+    return ss, not bool(bad.any())
+
+
+def _wide_sum_squares(
+    x: torch.Tensor, dims: tuple[int, ...], name: str, zero: ZeroPolicy | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Wide path: ``(xw, scale, ss, zero_rows)`` in float64 with ``||x||**2 = scale**2 * ss``.
+
+    For float16/bfloat16/float32 input every square is a normal float64 number,
+    so ``scale = 1`` and the float64 sum is free of overflow and underflow.  For
+    float64 input ``scale`` is the power of two ``2**e`` with the sample's
+    max-abs in ``[2**e, 2**(e+1))``: dividing by it is exact and ``ss`` lies in
+    ``[1, 4n]``.  Raises on non-finite input, and on all-zero samples when
+    ``zero == 'raise'``.
+    """
+    xw = x.to(torch.float64)
+    m = xw.abs().amax(dims, keepdim=True)
+    if not bool(torch.isfinite(m).all()):
+        validate_finite(x, name)
     zero_rows = m == 0
     has_zero = bool(zero_rows.any())
     if has_zero and zero == "raise":
-        raise _zero_error(xa, zero_rows.expand_as(xa) & (xa == 0), dims, name)
-    scale = torch.where(bad, torch.where(zero_rows, torch.ones_like(m), m), torch.ones_like(m))
-    scaled = xa / scale
+        raise _zero_error(x, zero_rows.expand_as(xw) & (xw == 0), dims, name)
+    if x.dtype == torch.float64:
+        _, exponent = torch.frexp(torch.where(zero_rows, torch.ones_like(m), m))
+        scale = torch.ldexp(torch.ones_like(m), exponent - 1)
+    else:
+        scale = torch.ones_like(m)
+    scaled = xw / scale
     ss = (scaled * scaled).sum(dims, keepdim=True)
-    return scale, ss, (zero_rows if has_zero else None)
+    if has_zero:
+        ss = torch.where(zero_rows, torch.ones_like(ss), ss)
+    return xw, scale, ss, (zero_rows if has_zero else None)
 
 
 def energy(x: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
@@ -187,9 +204,16 @@ def energy(x: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
     """
     x = validate_tensor(x)
     dims = normalize_dims(x, dim)
-    xa = x.to(tolerance(x.dtype).accumulation)
-    scale, ss, _ = _sum_squares(xa, dims, feature_count(x, dims), "x", None)
-    return (scale * scale * ss).squeeze(dims)
+    acc = tolerance(x.dtype).accumulation
+    xa = x.to(acc)
+    ss, safe = _fast_sum_squares(xa, dims, feature_count(x, dims))
+    if safe:
+        return ss.squeeze(dims)
+    _, scale, ssw, zero_rows = _wide_sum_squares(x, dims, "x", "uniform")
+    e = scale * scale * ssw
+    if zero_rows is not None:
+        e = torch.where(zero_rows, torch.zeros_like(e), e)
+    return e.squeeze(dims).to(acc)
 
 
 def safe_norm(x: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
@@ -199,9 +223,16 @@ def safe_norm(x: torch.Tensor, dim: int | Sequence[int] = -1) -> torch.Tensor:
     """
     x = validate_tensor(x)
     dims = normalize_dims(x, dim)
-    xa = x.to(tolerance(x.dtype).accumulation)
-    scale, ss, _ = _sum_squares(xa, dims, feature_count(x, dims), "x", None)
-    return (scale * ss.sqrt()).squeeze(dims)
+    acc = tolerance(x.dtype).accumulation
+    xa = x.to(acc)
+    ss, safe = _fast_sum_squares(xa, dims, feature_count(x, dims))
+    if safe:
+        return ss.sqrt().squeeze(dims)
+    _, scale, ssw, zero_rows = _wide_sum_squares(x, dims, "x", "uniform")
+    norm = scale * ssw.sqrt()
+    if zero_rows is not None:
+        norm = torch.where(zero_rows, torch.zeros_like(norm), norm)
+    return norm.squeeze(dims).to(acc)
 
 
 # --------------------------------------------------------------------------- the operator
@@ -212,21 +243,32 @@ def _forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(y, inv_rho)``: ``y = C_E(x)`` in ``x.dtype`` and ``1/||x||`` per sample.
 
-    ``inv_rho`` is 0 for zero samples mapped by the ``'uniform'`` policy (whose
-    gradient is defined as 0).
+    Fast path: sum of squares, ``rsqrt`` and one multiply in the accumulation
+    dtype.  Wide path (samples whose sum overflowed or risks underflow, NaN/Inf,
+    zeros): float64, with each output element produced by a single rounded
+    multiply ``x_i * (r / ||x||)`` whenever that factor is a normal float64
+    (always, for inputs narrower than float64), so subnormal outputs carry at
+    most half a subnormal spacing of error.  ``inv_rho`` is 0 for zero samples
+    mapped by the ``'uniform'`` policy (whose gradient is defined as 0).
     """
     acc = tolerance(x.dtype).accumulation
     xa = x.to(acc)
     n = feature_count(x, dims)
-    scale, ss, zero_rows = _sum_squares(xa, dims, n, "x", zero)
     r = math.sqrt(e)
-    inv = torch.rsqrt(ss)  # 1 / ||x / scale||
-    ya = (xa / scale) * (inv * r)
-    inv_rho = inv / scale
+    ss, safe = _fast_sum_squares(xa, dims, n)
+    if safe:
+        inv = torch.rsqrt(ss)
+        return (xa * (inv * r)).to(x.dtype), inv
+    xw, scale, ssw, zero_rows = _wide_sum_squares(x, dims, "x", zero)
+    inv_w = torch.rsqrt(ssw)  # 1 / ||x / scale||
+    factor = (inv_w * r) / scale  # r / ||x||, may leave the normal range for float64 input
+    in_range = torch.isfinite(factor) & (factor >= torch.finfo(torch.float64).smallest_normal)
+    yw = torch.where(in_range, xw * factor, (xw / scale) * (inv_w * r))
+    inv_rho = inv_w / scale
     if zero_rows is not None:
-        ya = torch.where(zero_rows, torch.full_like(ya, math.sqrt(e / n)), ya)
+        yw = torch.where(zero_rows, torch.full_like(yw, math.sqrt(e / n)), yw)
         inv_rho = torch.where(zero_rows, torch.zeros_like(inv_rho), inv_rho)
-    return ya.to(x.dtype), inv_rho
+    return yw.to(x.dtype), inv_rho
 
 
 class _ConserveFunction(torch.autograd.Function):

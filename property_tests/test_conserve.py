@@ -66,13 +66,13 @@ def test_conserve_scale_invariant_real_factor(t: HardTensor, a: float, e: float)
     plus ``4 sqrt(E) s / ||a x||`` absolutely.
     """
     ax = a * t.x
-    if not bool(torch.isfinite(ax).all()) or not bool((ax != 0).any()):
-        return
     dims = t.dim if isinstance(t.dim, tuple) else (t.dim,)
+    if not bool(torch.isfinite(ax).all()) or not bool((ax != 0).any(dim=dims).all()):
+        return  # a * x overflowed, or a sample underflowed to zero
     y1, y0 = conserve(ax, e, t.dim), conserve(t.x, e, t.dim)
     row = tolerance(torch.float64)
     rho = ax.abs().amax(dims, keepdim=True)  # ||a x|| >= max-abs
-    bound = row.function_rtol * y0.abs() + 4 * math.sqrt(e) * row.smallest_subnormal / rho
+    bound = row.function_rtol * y0.abs() + (4 * math.sqrt(e) / rho) * row.smallest_subnormal
     assert bool(((y1 - y0).abs() <= bound).all())
 
 

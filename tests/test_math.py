@@ -188,3 +188,19 @@ def test_conserve_gradient_of_uniform_zero_sample_is_zero() -> None:
     conserve(x, zero="uniform").sum().backward()
     assert x.grad is not None
     assert bool((x.grad[0] == 0).all())
+
+
+def test_conserve_subnormal_outputs_round_once() -> None:
+    # a tiny element next to a huge one lands in the subnormal range of the output;
+    # it must be rounded once (error <= half a subnormal spacing), not amplified.
+    x = torch.tensor([[2.3058e18, -6.6693e-23]], dtype=torch.float32)
+    y = conserve(x, 41.0)
+    exact = x.double() * (math.sqrt(41.0) / x.double().norm())
+    s = float(torch.finfo(torch.float32).smallest_normal) * torch.finfo(torch.float32).eps
+    assert float((y.double() - exact).abs().max()) <= s / 2 + 1e-7 * float(exact.abs().max())
+
+
+def test_conserve_float64_near_max() -> None:
+    x = torch.tensor([[2.0**1023, -(2.0**1023)]], dtype=torch.float64)
+    y = conserve(x, 2.0)
+    torch.testing.assert_close(y, torch.tensor([[1.0, -1.0]], dtype=torch.float64))
