@@ -1,0 +1,114 @@
+"""Result store: one JSON record per (experiment, configuration incl. seed, dataset).
+
+Layout: ``<out>/records/<experiment>/<key>.json`` with ``key =
+spec.config_key(config, data)``.  Every record is written atomically (temporary
+file in the same directory, ``fsync``, ``os.replace``, ``fsync`` of the
+directory), so a run killed at any instant leaves each record either complete
+or absent; a reader never sees a half-written file.
+
+A record is a dict with keys ``experiment``, ``config``, ``data``, ``profile``,
+``key``, ``status`` (``"ok"`` or ``"error"``), ``metrics`` (dict, empty on
+error), ``error`` (message or ``None``) and ``seconds``.  Only ``"ok"`` records
+count as finished; a rerun retries failed cells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+from ..errors import InvalidArgument
+from .protocol import Record
+
+__all__ = ["RECORD_KEYS", "ResultStore", "atomic_write_json", "atomic_write_text"]
+
+#: Keys every stored record has.
+RECORD_KEYS = ("experiment", "config", "data", "profile", "key", "status", "metrics", "error")
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (tmp file + fsync + os.replace + dir fsync)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
+    """Write ``obj`` as JSON (finite numbers only) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+class ResultStore:
+    """The records under ``<out_dir>/records``."""
+
+    def __init__(self, out_dir: pathlib.Path | str) -> None:
+        self.out_dir = pathlib.Path(out_dir)
+        self.root = self.out_dir / "records"
+
+    def path(self, experiment: str, key: str) -> pathlib.Path:
+        """Where the record of ``(experiment, key)`` lives."""
+        return self.root / experiment / f"{key}.json"
+
+    def read(self, experiment: str, key: str) -> Record | None:
+        """The stored record, or ``None`` if absent."""
+        p = self.path(experiment, key)
+        if not p.exists():
+            return None
+        return self._load(p)
+
+    def is_finished(self, experiment: str, key: str) -> bool:
+        """True iff an ``"ok"`` record exists for ``(experiment, key)``."""
+        rec = self.read(experiment, key)
+        return rec is not None and rec.get("status") == "ok"
+
+    def write(self, record: Record) -> pathlib.Path:
+        """Store ``record`` atomically (replacing an earlier one for the same cell)."""
+        missing = [k for k in RECORD_KEYS if k not in record]
+        if missing:
+            raise InvalidArgument("record", record, f"lacks keys {missing}")
+        p = self.path(record["experiment"], record["key"])
+        atomic_write_json(p, record)
+        return p
+
+    def records(self, experiment: str | None = None, status: str | None = "ok") -> list[Record]:
+        """All records (of one experiment, with one status; ``None`` = any), sorted by path."""
+        if not self.root.is_dir():
+            return []
+        dirs = [self.root / experiment] if experiment else sorted(self.root.iterdir())
+        out: list[Record] = []
+        for d in dirs:
+            if not d.is_dir():
+                continue
+            for p in sorted(d.glob("*.json")):
+                rec = self._load(p)
+                if status is None or rec.get("status") == status:
+                    out.append(rec)
+        return out
+
+    @staticmethod
+    def _load(p: pathlib.Path) -> Record:
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidArgument("record file", str(p), f"cannot be read as JSON: {exc}") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
+            raise InvalidArgument("record file", str(p), f"is not a record with keys {RECORD_KEYS}")
+        return rec
