@@ -18,6 +18,7 @@ import time
 from ..proof import (
     PROOFS_DIR,
     Status,
+    Theorem,
     TheoremResult,
     check_all,
     load_theory_file,
@@ -98,7 +99,7 @@ def _failures(results: list[TheoremResult]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     timeout = default_timeout() if args.timeout is None else _check_timeout(args.timeout)
     load_errors: list[str] = []
-    theorems = []
+    theorems: list[Theorem] = []
     for path in theory_files(args.proofs_dir):
         try:
             theorems.extend(load_theory_file(path))
