@@ -30,6 +30,7 @@ __all__ = [
     "HardTensor",
     "assert_energy_conserved",
     "assert_energy_equals",
+    "assert_gauge_invariant",
     "float_dtypes",
     "hard_tensors",
     "measure_energy",
@@ -121,6 +122,67 @@ def assert_energy_conserved(
     with torch.no_grad():
         y = fn_or_module(*inputs)
     assert_energy_equals(y, float(energy), -1 if dim is None else dim, "output")
+
+
+def assert_gauge_invariant(
+    model: nn.Module,
+    x: torch.Tensor,
+    trials: int = 3,
+    spread: float = 1.0,
+    seed: int = 0,
+    powers_of_two: bool = False,
+    strict: bool = True,
+) -> None:
+    """Oracle (G1): random gauge transformations leave ``model(x)`` unchanged.
+
+    Traces ``model``'s rescaling symmetry with
+    :func:`conserve_verified.gauge.gauge_structure`, applies ``trials`` random
+    gauge transformations (log-scales uniform in ``[-spread, spread]``, or
+    powers of two with ``powers_of_two``) to copies of ``model`` and checks
+    ``max|model'(x) - model(x)| <= function_rtol * max|model(x)|`` with the
+    ``function_rtol`` of the output dtype.  ``model`` itself is not modified;
+    models with dropout should be passed in eval mode.
+
+    Raises :class:`~conserve_verified.errors.ConservationViolation` when an
+    output moves by more than that, and
+    :class:`~conserve_verified.errors.InvalidArgument` when the model has no
+    free scale (the check would be vacuous) or is not positively homogeneous.
+    """
+    import copy
+
+    from .gauge import gauge_structure, gauge_transform, random_log_scales
+    from .tolerances import tolerance
+
+    if not isinstance(model, nn.Module):
+        raise InvalidArgument("model", model, "must be an nn.Module")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise InvalidArgument("trials", trials, "must be an int >= 1")
+    structure = gauge_structure(copy.deepcopy(model), x, strict=strict)
+    if structure.num_scales == 0:
+        raise InvalidArgument(
+            "model", type(model).__name__, "has no free gauge scale: invariance would be vacuous"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        y = copy.deepcopy(model)(x)
+        if not isinstance(y, torch.Tensor):
+            raise InvalidArgument("model", type(model).__name__, "must return a tensor")
+        ref = y.detach().to(torch.float64)
+        scale = float(ref.abs().max()) if ref.numel() else 0.0
+        bound = tolerance(y.dtype).function_rtol * scale
+        for trial in range(trials):
+            twin = copy.deepcopy(model)
+            u = random_log_scales(structure, spread, gen, powers_of_two)
+            gauge_transform(twin, structure, u)
+            err = float((twin(x).detach().to(torch.float64) - ref).abs().max())
+            if not err <= bound:  # NaN fails
+                raise ConservationViolation(
+                    f"gauge invariance: trial {trial} moved the output by {err:.3e} > "
+                    f"tolerance {bound:.3e} (function_rtol of {y.dtype} x max|output| "
+                    f"{scale:.3e}); "
+                    f"log-scales in [{float(u.min()):.3f}, {float(u.max()):.3f}] over "
+                    f"{structure.num_scales} scales"
+                )
 
 
 # --------------------------------------------------------------------------- strategies
