@@ -37,6 +37,7 @@ __all__ = [
     "cohens_d",
     "hedges_g",
     "mean_ci",
+    "mean_diff_ci",
     "two_way_anova",
     "welch",
     "welch_from_stats",
@@ -98,6 +99,24 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     sd = float(arr.std(ddof=1))
     half = float(_st.t.ppf((1.0 + c) / 2.0, n - 1)) * sd / math.sqrt(n)
     return MeanCI(mean, mean - half, mean + half, half, sd, n, c)
+
+
+def mean_diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> MeanCI:
+    """Welch confidence interval of ``mean(a) - mean(b)`` (independent samples, n >= 2 each).
+
+    ``half_width = t_{(1+c)/2, df} · sqrt(s_a²/n_a + s_b²/n_b)`` with the
+    Welch–Satterthwaite ``df``; ``n`` is ``min(n_a, n_b)``, ``sd`` the standard error.
+    """
+    xa, xb = _sample(a, "a", 2), _sample(b, "b", 2)
+    c = _confidence(confidence)
+    va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
+    diff = float(xa.mean() - xb.mean())
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return MeanCI(diff, diff, diff, 0.0, 0.0, int(min(xa.size, xb.size)), c)
+    df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
+    half = float(_st.t.ppf((1.0 + c) / 2.0, df)) * se
+    return MeanCI(diff, diff - half, diff + half, half, se, int(min(xa.size, xb.size)), c)
 
 
 @dataclass(frozen=True)
