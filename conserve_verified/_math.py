@@ -16,10 +16,12 @@ Hypothesis property in ``property_tests/``):
 
 Numerics: reductions run in the accumulation dtype of
 :mod:`conserve_verified.tolerances` (float32 for float16/bfloat16); a fast path
-sums squares directly and falls back, only for samples whose sum of squares
-overflowed or is small enough for underflow to matter, to a path that scales by
-the max-abs first.  Non-finite input and all-zero samples raise
-:class:`~conserve_verified.errors.InvalidArgument` unless a policy says otherwise.
+(run by :mod:`conserve_verified._fused` on cache-sized blocks of samples with
+the same arithmetic, bit-identical on CPU) sums squares directly and falls
+back, only for samples whose sum of squares overflowed or is small enough for
+underflow to matter, to a path that scales by the max-abs first.  Non-finite
+input and all-zero samples raise :class:`~conserve_verified.errors.InvalidArgument`
+unless a policy says otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Literal
 
 import torch
 
+from . import _fused
 from .errors import InvalidArgument, InvalidArgumentType
 from .tolerances import TOLERANCES, tolerance
 
@@ -147,6 +150,11 @@ def _underflow_threshold(acc: torch.dtype, n: int) -> float:
     return n * float(info.smallest_normal) / info.eps
 
 
+def _needs_wide(ss: torch.Tensor, acc: torch.dtype, n: int) -> torch.Tensor:
+    """Samples whose fast-path sum of squares overflowed, is NaN, or may have underflowed."""
+    return ~torch.isfinite(ss) | (ss < _underflow_threshold(acc, n))
+
+
 def _fast_sum_squares(xa: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[torch.Tensor, bool]:
     """Sum of squares in the accumulation dtype and whether every sample is safe.
 
@@ -154,8 +162,7 @@ def _fast_sum_squares(xa: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[
     otherwise the wide path (:func:`_wide_sum_squares`) must be used.
     """
     ss = (xa * xa).sum(dims, keepdim=True)
-    bad = ~torch.isfinite(ss) | (ss < _underflow_threshold(xa.dtype, n))
-    return ss, not bool(bad.any())
+    return ss, not bool(_needs_wide(ss, xa.dtype, n).any())
 
 
 def _wide_sum_squares(
@@ -252,9 +259,14 @@ def _forward(
     mapped by the ``'uniform'`` policy (whose gradient is defined as 0).
     """
     acc = tolerance(x.dtype).accumulation
-    xa = x.to(acc)
     n = feature_count(x, dims)
     r = math.sqrt(e)
+    fused = _fused.forward(x, e, dims)
+    if fused is not None:
+        y, ss = fused
+        if not bool(_needs_wide(ss, acc, n).any()):
+            return y, torch.rsqrt(ss)
+    xa = x.to(acc)
     ss, safe = _fast_sum_squares(xa, dims, n)
     if safe:
         inv = torch.rsqrt(ss)
@@ -289,6 +301,9 @@ class _ConserveFunction(torch.autograd.Function):
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         (g,) = grads
         y, inv_rho = ctx.saved_tensors
+        fused = _fused.backward(g, y, inv_rho, ctx.e, ctx.dims)
+        if fused is not None:
+            return fused, None, None, None
         acc = inv_rho.dtype
         r = math.sqrt(ctx.e)
         ga = g.to(acc)

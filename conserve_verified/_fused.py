@@ -1,0 +1,241 @@
+r"""Fast path of the conservation operator: fused forward and analytic backward.
+
+The reference algorithm in :mod:`conserve_verified._math` makes several passes
+over memory with full-size temporaries (an accumulation-dtype copy for
+float16/bfloat16, the squares, the scaled input).  This module computes the
+same arithmetic, in the same order, on *blocks of samples* that fit in cache:
+
+forward, per block
+    ``xa = x.to(acc)``; ``ss = sum(xa * xa)``; ``y = (xa * (rsqrt(ss) * r)).to(x.dtype)``
+backward, per block
+    ``dot = sum(ya * ga)``; ``grad = ((inv_rho * r) * (ga - ya * (dot / E))).to(g.dtype)``
+
+so the only passes over main memory are the ones the math needs (read ``x``,
+write ``y``; read ``y`` and ``g``, write the gradient), and the temporaries are
+reused block buffers.  Each block runs exactly the element-wise operations and
+the per-sample reduction of the reference, so on CPU the results are
+bit-identical to it (``tests/test_bench_fused.py`` checks ``torch.equal``).
+
+Identities:
+
+* ``forward(x, E, dims) == _math._forward(x, E, dims, zero)`` (bitwise, CPU) whenever
+  it returns a result;
+* ``backward(g, y, inv_rho, E, dims) == `` the reference backward (bitwise, CPU).
+
+Scope: feature dims must be the trailing dims of a contiguous tensor (``dim=-1``
+for ``(N, F)``, ``dim=(1, 2, 3)`` for a contiguous ``(N, C, H, W)``); anything
+else returns ``None`` and the caller takes the reference path.  The forward also
+returns the per-sample sums of squares; when any of them shows a sample that
+needs the reference's scaled (overflow- or underflow-safe) path, is all zero,
+or is not finite, the caller discards the result and the reference recomputes
+everything and raises its typed errors, so the semantics (first-bad-index
+errors, zero policy, scaling) are exactly the reference's.  The check reads
+only the per-sample sums of squares (one small reduction and one host
+synchronisation per call).
+
+CUDA: on CUDA tensors the same per-sample math is compiled once with
+:func:`torch.compile` (a single Triton kernel per direction, one read and one
+write per tensor) when Triton is available; otherwise it runs eagerly on
+whole tensors.  CPU tensors never take this branch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .tolerances import tolerance
+
+__all__ = [
+    "BLOCK_BYTES",
+    "backward",
+    "cuda_backward_math",
+    "cuda_forward_math",
+    "forward",
+    "rows_view",
+]
+
+#: Bytes of accumulation-dtype data per block (per operand).  Sized so that a
+#: block, its squares and its output stay in the 32 MiB L3 of the reference
+#: machine while the number of blocks (each a few parallel regions) stays small.
+BLOCK_BYTES = 1 << 21
+
+
+def rows_view(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[int, int] | None:
+    """``(rows, n)`` when ``x`` is contiguous and ``dims`` are its trailing dims, else ``None``.
+
+    Identity: then ``x.view(rows, n)`` has one sample per row.
+    """
+    k = len(dims)
+    if dims != tuple(range(x.ndim - k, x.ndim)) or not x.is_contiguous():
+        return None
+    n = math.prod(x.shape[d] for d in dims)
+    if n == 0:
+        return None
+    return x.numel() // n, n
+
+
+def _block_rows(rows: int, n: int, itemsize: int) -> int:
+    return max(1, min(rows, BLOCK_BYTES // (n * itemsize)))
+
+
+def _keepdim_shape(x: torch.Tensor, dims: tuple[int, ...]) -> list[int]:
+    return [1 if d in dims else s for d, s in enumerate(x.shape)]
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+def _forward_blocks(
+    x2: torch.Tensor, r: float, acc: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, n = x2.shape
+    y = torch.empty_like(x2)
+    ss = torch.empty(rows, 1, dtype=acc, device=x2.device)
+    br = _block_rows(rows, n, torch.finfo(acc).bits // 8)
+    squares = torch.empty(br * n, dtype=acc, device=x2.device)
+    upcast = torch.empty(br * n, dtype=acc, device=x2.device) if acc != x2.dtype else None
+    for start in range(0, rows, br):
+        stop = min(rows, start + br)
+        t = stop - start
+        xc = x2[start:stop]
+        if upcast is not None:
+            xa = upcast[: t * n].view(t, n)
+            xa.copy_(xc)
+        else:
+            xa = xc
+        sq = squares[: t * n].view(t, n)
+        torch.mul(xa, xa, out=sq)
+        block_ss = ss[start:stop]
+        torch.sum(sq, -1, keepdim=True, out=block_ss)
+        torch.mul(xa, torch.rsqrt(block_ss) * r, out=y[start:stop])
+    return y, ss
+
+
+def _backward_blocks(
+    g2: torch.Tensor, y2: torch.Tensor, inv2: torch.Tensor, e: float
+) -> torch.Tensor:
+    rows, n = y2.shape
+    acc = inv2.dtype
+    r = math.sqrt(e)
+    out = torch.empty_like(g2)
+    br = _block_rows(rows, n, torch.finfo(acc).bits // 8)
+    work = torch.empty(br * n, dtype=acc, device=y2.device)
+    low = acc != y2.dtype or acc != g2.dtype
+    ybuf = torch.empty(br * n, dtype=acc, device=y2.device) if low else None
+    gbuf = torch.empty(br * n, dtype=acc, device=y2.device) if low else None
+    dot = torch.empty(br, 1, dtype=acc, device=y2.device)
+    for start in range(0, rows, br):
+        stop = min(rows, start + br)
+        t = stop - start
+        yc, gc = y2[start:stop], g2[start:stop]
+        if ybuf is not None and gbuf is not None:
+            ya = ybuf[: t * n].view(t, n)
+            ya.copy_(yc)
+            ga = gbuf[: t * n].view(t, n)
+            ga.copy_(gc)
+        else:
+            ya, ga = yc, gc
+        w = work[: t * n].view(t, n)
+        d = dot[:t]
+        torch.mul(ya, ga, out=w)
+        torch.sum(w, -1, keepdim=True, out=d)
+        torch.mul(ya, d / e, out=w)
+        torch.sub(ga, w, out=w)
+        torch.mul(w, inv2[start:stop] * r, out=out[start:stop])
+    return out
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+def cuda_forward_math(x2: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-tensor form of the forward on ``(rows, n)``: returns ``(y, ss)``.
+
+    Identity: ``y == C_E(x)`` row-wise with ``r = sqrt(E)``, ``ss = ||x||**2``
+    (both reduced in the accumulation dtype).  Compiled on CUDA; plain eager
+    elsewhere.
+    """
+    xa = x2.to(tolerance(x2.dtype).accumulation)
+    ss = (xa * xa).sum(-1, keepdim=True)
+    return (xa * (torch.rsqrt(ss) * r)).to(x2.dtype), ss
+
+
+def cuda_backward_math(
+    g2: torch.Tensor, y2: torch.Tensor, inv2: torch.Tensor, e: float
+) -> torch.Tensor:
+    """Whole-tensor analytic backward ``(r/rho) (g - y (y.g) / E)`` on ``(rows, n)``.
+
+    ``r = sqrt(E)``; ``inv2`` holds ``1/rho`` per row.
+    """
+    ga = g2.to(inv2.dtype)
+    ya = y2.to(inv2.dtype)
+    dot = (ya * ga).sum(-1, keepdim=True)
+    return ((inv2 * math.sqrt(e)) * (ga - ya * (dot / e))).to(g2.dtype)
+
+
+_compiled: dict[str, Callable[..., Any]] = {}
+
+
+def _cuda_kernel(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled with ``torch.compile`` when Triton is importable, else ``fn``."""
+    if name not in _compiled:
+        try:
+            import triton  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+
+            _compiled[name] = torch.compile(fn, dynamic=True, fullgraph=True)
+        except ImportError:
+            _compiled[name] = fn
+    return _compiled[name]
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def forward(
+    x: torch.Tensor, e: float, dims: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(y, ss)`` computed without scaling, or ``None`` if the layout is unsupported.
+
+    ``ss`` is the per-sample sum of squares in the accumulation dtype, shaped
+    like ``x`` with ``dims`` kept as size 1.  The caller must discard ``y`` when
+    any ``ss`` is non-finite, zero or in the underflow range (those samples need
+    the reference's scaled path, zero policy or non-finite error).
+    """
+    shape = rows_view(x, dims)
+    if shape is None or x.device.type not in ("cpu", "cuda"):
+        return None
+    rows, n = shape
+    acc = tolerance(x.dtype).accumulation
+    r = math.sqrt(e)
+    x2 = x.view(rows, n)
+    if x.device.type == "cuda":
+        y2, ss = _cuda_kernel("forward", cuda_forward_math)(x2, r)
+    else:
+        y2, ss = _forward_blocks(x2, r, acc)
+    return y2.view(x.shape), ss.view(_keepdim_shape(x, dims))
+
+
+def backward(
+    g: torch.Tensor, y: torch.Tensor, inv_rho: torch.Tensor, e: float, dims: tuple[int, ...]
+) -> torch.Tensor | None:
+    """Gradient ``(r/rho) (g - y (y.g)/E)`` in ``g.dtype``; ``None`` for an unsupported layout."""
+    shape = rows_view(y, dims)
+    if (
+        shape is None
+        or g.shape != y.shape
+        or not g.is_contiguous()
+        or g.device != y.device
+        or y.device.type not in ("cpu", "cuda")
+    ):
+        return None
+    rows, n = shape
+    g2, y2, inv2 = g.view(rows, n), y.view(rows, n), inv_rho.reshape(rows, 1)
+    if y.device.type == "cuda":
+        out = _cuda_kernel("backward", cuda_backward_math)(g2, y2, inv2, e)
+    else:
+        out = _backward_blocks(g2, y2, inv2, e)
+    return out.view(g.shape)
