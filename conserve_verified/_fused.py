@@ -41,8 +41,9 @@ whole tensors.  CPU tensors never take this branch.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -54,7 +55,9 @@ __all__ = [
     "backward",
     "cuda_backward_math",
     "cuda_forward_math",
+    "disabled",
     "forward",
+    "is_enabled",
     "rows_view",
 ]
 
@@ -62,6 +65,29 @@ __all__ = [
 #: block, its squares and its output stay in the 32 MiB L3 of the reference
 #: machine while the number of blocks (each a few parallel regions) stays small.
 BLOCK_BYTES = 1 << 21
+
+_enabled = True
+
+
+def is_enabled() -> bool:
+    """Whether :func:`forward` and :func:`backward` run (``False`` inside :func:`disabled`)."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run a block with the fast path off, so the operator takes the reference path.
+
+    Used by the benchmarks to time the reference against the fast path; the
+    results are the same either way (bitwise on CPU).
+    """
+    global _enabled
+    previous = _enabled
+    _enabled = False
+    try:
+        yield
+    finally:
+        _enabled = previous
 
 
 def rows_view(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[int, int] | None:
@@ -206,7 +232,7 @@ def forward(
     the reference's scaled path, zero policy or non-finite error).
     """
     shape = rows_view(x, dims)
-    if shape is None or x.device.type not in ("cpu", "cuda"):
+    if not _enabled or shape is None or x.device.type not in ("cpu", "cuda"):
         return None
     rows, n = shape
     acc = tolerance(x.dtype).accumulation
@@ -225,7 +251,8 @@ def backward(
     """Gradient ``(r/rho) (g - y (y.g)/E)`` in ``g.dtype``; ``None`` for an unsupported layout."""
     shape = rows_view(y, dims)
     if (
-        shape is None
+        not _enabled
+        or shape is None
         or g.shape != y.shape
         or not g.is_contiguous()
         or g.device != y.device

@@ -99,3 +99,14 @@ def test_cuda_math_matches_reference_on_cpu(dtype: torch.dtype) -> None:
     inv = torch.rsqrt(ss)
     grad = _fused.cuda_backward_math(g, y, inv, 2.0)
     assert torch.equal(grad, _reference_backward(g, y, inv, 2.0, (1,)))
+
+
+def test_fused_disabled_takes_reference_path() -> None:
+    x = torch.randn(3, 8)
+    with _fused.disabled():
+        assert not _fused.is_enabled()
+        assert _fused.forward(x, 1.0, (1,)) is None
+        y_ref = conserve(x, 1.0)
+    assert _fused.is_enabled()
+    assert _fused.forward(x, 1.0, (1,)) is not None
+    assert torch.equal(conserve(x, 1.0), y_ref)

@@ -1,0 +1,78 @@
+"""Command line of the benchmark suite (shared by ``python -m benchmarks`` and
+``conserve-verified bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._suite import PROFILES, SECTIONS, run
+from .report import to_markdown
+
+__all__ = ["configure", "execute", "main", "write_atomic"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the suite's options to ``parser``."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the quick profile (default)")
+    size.add_argument("--full", action="store_true", help="the full profile (more sizes, longer)")
+    size.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; smoke test)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write the Markdown tables to PATH"
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS),
+        metavar="SECTION",
+        help=f"sections to run (default: all of {', '.join(SECTIONS)})",
+    )
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the suite as ``args`` say; print the Markdown report; return 0."""
+    profile = "full" if args.full else "tiny" if args.tiny else "quick"
+    assert profile in PROFILES
+
+    def progress(name: str) -> None:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+
+    result: dict[str, Any] = run(profile, args.sections, progress)
+    markdown = to_markdown(result)
+    if args.json is not None:
+        write_atomic(args.json, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    if args.markdown is not None:
+        write_atomic(args.markdown, markdown)
+    print(markdown, end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m benchmarks``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmarks of conserve_verified (ratios against torch built-ins).",
+    )
+    configure(parser)
+    return execute(parser.parse_args(argv))

@@ -1,0 +1,126 @@
+"""``conserve`` against torch's own normalisations and a plain copy.
+
+For each dtype and feature size (batch ``profile.batch``), times forward and
+forward+backward (``torch.autograd.grad`` of the output with a fixed upstream
+gradient) of:
+
+* ``conserve``: the library operator (fused fast path);
+* ``conserve_reference``: the same operator with the fast path disabled;
+* ``rms_norm``: ``F.rms_norm(x, (n,))``; ``normalize``: ``F.normalize(x, dim=-1)``;
+* ``copy``: ``x.clone()`` (forward only): reads and writes what the forward must.
+
+Ratios (``< 1`` means faster than the baseline): ``fwd_vs_peer`` and
+``fwd_bwd_vs_peer`` against the faster of ``rms_norm`` and ``normalize``;
+``fused_speedup_*`` = reference time / fused time; ``fwd_bandwidth_vs_copy`` =
+the forward's bandwidth as a fraction of the copy's (both move ``2 N`` bytes);
+``fwd_bwd_bandwidth_vs_copy`` = the bandwidth of the ``5 N`` bytes forward and
+backward must move (read ``x``, write ``y``; read ``y`` and ``g``, write the
+gradient) as a fraction of the copy's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from conserve_verified import _fused, conserve
+
+from ._timing import best_of_rounds
+
+if TYPE_CHECKING:
+    from ._suite import Profile
+
+__all__ = ["run", "shape_row"]
+
+Op = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _ops(n: int) -> dict[str, Op]:
+    return {
+        "conserve": lambda x: conserve(x, 1.0),
+        "conserve_reference": lambda x: conserve(x, 1.0),
+        "rms_norm": lambda x: F.rms_norm(x, (n,)),
+        "normalize": lambda x: F.normalize(x, dim=-1),
+    }
+
+
+def _context(name: str) -> contextlib.AbstractContextManager[None]:
+    """The reference candidate runs (forward and backward) with the fast path disabled."""
+    return _fused.disabled() if name == "conserve_reference" else contextlib.nullcontext()
+
+
+def _fwd(name: str, op: Op, x: torch.Tensor) -> Callable[[], Any]:
+    def step() -> Any:
+        with _context(name):
+            return op(x)
+
+    return step
+
+
+def _fwd_bwd(name: str, op: Op, x: torch.Tensor, g: torch.Tensor) -> Callable[[], Any]:
+    def step() -> Any:
+        with _context(name):
+            return torch.autograd.grad(op(x), x, g)
+
+    return step
+
+
+def shape_row(
+    batch: int, n: int, dtype: torch.dtype, device: torch.device, profile: Profile
+) -> dict[str, Any]:
+    """Timings and ratios for one ``(batch, n)`` shape and dtype on ``device``."""
+    gen = torch.Generator(device=device).manual_seed(n)
+    x = torch.randn(batch, n, generator=gen, device=device).to(dtype)
+    g = torch.randn(batch, n, generator=gen, device=device).to(dtype)
+    xg = x.clone().requires_grad_(True)
+    ops = _ops(n)
+    candidates: dict[str, Callable[[], Any]] = {}
+    for name, op in ops.items():
+        candidates[f"{name}.fwd"] = _fwd(name, op, x)
+    candidates["copy.fwd"] = x.clone
+    for name, op in ops.items():
+        candidates[f"{name}.fwd_bwd"] = _fwd_bwd(name, op, xg, g)
+    t = best_of_rounds(candidates, profile.min_run_time, profile.threads, profile.rounds)
+    ms = {k: v["median_ms"] for k, v in t.items()}
+    peer_f = min(ms["rms_norm.fwd"], ms["normalize.fwd"])
+    peer_fb = min(ms["rms_norm.fwd_bwd"], ms["normalize.fwd_bwd"])
+    nbytes = x.numel() * x.element_size()
+    copy_gbs = 2 * nbytes / (ms["copy.fwd"] * 1e-3) / 1e9
+    return {
+        "device": device.type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "batch": batch,
+        "features": n,
+        "timings": t,
+        "ratios": {
+            "fwd_vs_peer": ms["conserve.fwd"] / peer_f,
+            "fwd_bwd_vs_peer": ms["conserve.fwd_bwd"] / peer_fb,
+            "fwd_vs_rms_norm": ms["conserve.fwd"] / ms["rms_norm.fwd"],
+            "fwd_bwd_vs_rms_norm": ms["conserve.fwd_bwd"] / ms["rms_norm.fwd_bwd"],
+            "fused_speedup_fwd": ms["conserve_reference.fwd"] / ms["conserve.fwd"],
+            "fused_speedup_fwd_bwd": ms["conserve_reference.fwd_bwd"] / ms["conserve.fwd_bwd"],
+            "fwd_bandwidth_vs_copy": ms["copy.fwd"] / ms["conserve.fwd"],
+            "fwd_bwd_bandwidth_vs_copy": 2.5 * ms["copy.fwd"] / ms["conserve.fwd_bwd"],
+        },
+        "copy_gb_per_s": copy_gbs,
+        "conserve_fwd_gb_per_s": 2 * nbytes / (ms["conserve.fwd"] * 1e-3) / 1e9,
+        "conserve_fwd_bwd_gb_per_s": 5 * nbytes / (ms["conserve.fwd_bwd"] * 1e-3) / 1e9,
+    }
+
+
+def run(profile: Profile) -> dict[str, Any]:
+    """Every shape and dtype of ``profile`` on CPU, and on CUDA when present."""
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    rows = [
+        shape_row(profile.batch, n, dtype, device, profile)
+        for device in devices
+        for dtype in profile.dtype_objects()
+        for n in profile.features
+    ]
+    return {"rows": rows}

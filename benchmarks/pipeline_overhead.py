@@ -1,0 +1,99 @@
+"""Cost of conservation in a whole pipeline: ``Conserved`` against the same ``Pipeline``.
+
+Two models, each timed forward (inference, ``torch.no_grad``) and forward+backward
+(a training step without the optimiser):
+
+* ``mlp``: :func:`conserve_verified.models.mlp_stages` with 4 stages (3 boundaries),
+  input and hidden width ``w``, batch ``b``;
+* ``resnet18``: :func:`conserve_verified.models.resnet18_stages` (6 stages,
+  5 boundaries, BatchNorm) on ``3 × s × s`` images, conserved over all non-batch
+  dims of each boundary by :class:`~conserve_verified.models.ConservedStages`.
+
+Each conserved model runs with contracts off (``CONSERVE_CHECKS=off``) and on
+(``raise``: a float64 energy check at every boundary).  Ratios are conserved
+time / plain time (``1.05`` = 5% overhead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from conserve_verified import Conserved, Pipeline, contracts
+from conserve_verified.models import (
+    ConservedStages,
+    boundary_features,
+    mlp_stages,
+    resnet18_stages,
+)
+
+from ._timing import best_of_rounds
+
+if TYPE_CHECKING:
+    from ._suite import Profile
+
+__all__ = ["model_row", "run"]
+
+
+def _step(
+    model: nn.Module, x: torch.Tensor, train: bool, mode: contracts.CheckMode
+) -> Callable[[], Any]:
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> Any:
+        with contracts.checks(mode):
+            if not train:
+                with torch.no_grad():
+                    return model(x)
+            return torch.autograd.grad(model(x).square().mean(), params)
+
+    return step
+
+
+def model_row(
+    name: str, plain: nn.Module, conserved: nn.Module, x: torch.Tensor, profile: Profile
+) -> dict[str, Any]:
+    """Timings of ``plain`` and ``conserved`` (checks off/on) and their ratios."""
+    plain.eval()
+    conserved.eval()
+    candidates: dict[str, Callable[[], Any]] = {}
+    for train, label in ((False, "fwd"), (True, "fwd_bwd")):
+        candidates[f"plain.{label}"] = _step(plain, x, train, "off")
+        candidates[f"conserved.{label}"] = _step(conserved, x, train, "off")
+        candidates[f"conserved_checks.{label}"] = _step(conserved, x, train, "raise")
+    t = best_of_rounds(candidates, profile.min_run_time, profile.threads, profile.rounds)
+    ms = {k: v["median_ms"] for k, v in t.items()}
+    ratios = {}
+    for label in ("fwd", "fwd_bwd"):
+        ratios[f"conserved_vs_plain.{label}"] = ms[f"conserved.{label}"] / ms[f"plain.{label}"]
+        ratios[f"checks_on_vs_plain.{label}"] = (
+            ms[f"conserved_checks.{label}"] / ms[f"plain.{label}"]
+        )
+        ratios[f"checks_on_vs_off.{label}"] = (
+            ms[f"conserved_checks.{label}"] / ms[f"conserved.{label}"]
+        )
+    return {"model": name, "input_shape": list(x.shape), "timings": t, "ratios": ratios}
+
+
+def run(profile: Profile) -> dict[str, Any]:
+    """The MLP and the ResNet-18 of ``profile``."""
+    torch.manual_seed(0)
+    batch, width = profile.mlp
+    stages = mlp_stages((width,), num_classes=10, width=width, depth=4)
+    x = torch.randn(batch, width)
+    rows = [model_row("mlp", Pipeline(*stages), Conserved(*stages, energy=width), x, profile)]
+
+    batch, base, size = profile.resnet
+    shape = (3, size, size)
+    stages = resnet18_stages(shape, num_classes=10, base_width=base, batchnorm=True)
+    energies = [float(n) for n in boundary_features(stages, shape)]
+    x = torch.randn(batch, *shape)
+    rows.append(
+        model_row(
+            "resnet18", Pipeline(*stages), ConservedStages(*stages, energies=energies), x, profile
+        )
+    )
+    return {"rows": rows}

@@ -1,0 +1,220 @@
+"""Markdown tables of a benchmark result (the output of :func:`benchmarks.run`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["to_markdown"]
+
+#: Targets of the fast path and the pipeline wrapper (ratios; lower is better).
+CPU_FWD_BWD_TARGET = 1.0
+MLP_OVERHEAD_TARGET = 1.05
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _ms(row: dict[str, Any], key: str) -> float:
+    return float(row["timings"][key]["median_ms"])
+
+
+def _operator(sec: dict[str, Any]) -> list[str]:
+    rows = sec["rows"]
+    out = ["## Operator: `conserve` vs `rms_norm`, `normalize` and a copy", ""]
+    out += ["Forward (ms, median of blocks; ratio = conserve / faster peer):", ""]
+    out += _table(
+        [
+            "device",
+            "dtype",
+            "batch × features",
+            "conserve",
+            "reference",
+            "rms_norm",
+            "normalize",
+            "copy",
+            "conserve / peer",
+            "bandwidth / copy",
+        ],
+        [
+            [
+                r["device"],
+                r["dtype"],
+                f"{r['batch']} × {r['features']}",
+                _ms(r, "conserve.fwd"),
+                _ms(r, "conserve_reference.fwd"),
+                _ms(r, "rms_norm.fwd"),
+                _ms(r, "normalize.fwd"),
+                _ms(r, "copy.fwd"),
+                r["ratios"]["fwd_vs_peer"],
+                r["ratios"]["fwd_bandwidth_vs_copy"],
+            ]
+            for r in rows
+        ],
+    )
+    out += ["", "Forward + backward (ms; target: conserve / peer ≤ 1.0 on CPU):", ""]
+    out += _table(
+        [
+            "device",
+            "dtype",
+            "batch × features",
+            "conserve",
+            "reference",
+            "rms_norm",
+            "normalize",
+            "conserve / peer",
+            "reference / conserve",
+            "target met",
+        ],
+        [
+            [
+                r["device"],
+                r["dtype"],
+                f"{r['batch']} × {r['features']}",
+                _ms(r, "conserve.fwd_bwd"),
+                _ms(r, "conserve_reference.fwd_bwd"),
+                _ms(r, "rms_norm.fwd_bwd"),
+                _ms(r, "normalize.fwd_bwd"),
+                r["ratios"]["fwd_bwd_vs_peer"],
+                r["ratios"]["fused_speedup_fwd_bwd"],
+                "yes" if r["ratios"]["fwd_bwd_vs_peer"] <= CPU_FWD_BWD_TARGET else "no",
+            ]
+            for r in rows
+        ],
+    )
+    if not any(r["device"] == "cuda" for r in rows):
+        out += ["", "No CUDA device in this run: the GPU targets are not measured here."]
+    return out
+
+
+def _pipeline(sec: dict[str, Any]) -> list[str]:
+    out = ["## Pipeline: `Conserved` vs the same `Pipeline` unconserved", ""]
+    rows = []
+    for r in sec["rows"]:
+        for label, name in (("fwd", "forward"), ("fwd_bwd", "forward + backward")):
+            rows.append(
+                [
+                    r["model"],
+                    " × ".join(map(str, r["input_shape"])),
+                    name,
+                    _ms(r, f"plain.{label}"),
+                    _ms(r, f"conserved.{label}"),
+                    r["ratios"][f"conserved_vs_plain.{label}"],
+                    _ms(r, f"conserved_checks.{label}"),
+                    r["ratios"][f"checks_on_vs_plain.{label}"],
+                ]
+            )
+    out += _table(
+        [
+            "model",
+            "input",
+            "pass",
+            "plain ms",
+            "conserved ms (checks off)",
+            "ratio",
+            "conserved ms (checks on)",
+            "ratio",
+        ],
+        rows,
+    )
+    out += ["", f"Target: MLP ratio with checks off ≤ {MLP_OVERHEAD_TARGET}."]
+    return out
+
+
+def _proofs(sec: dict[str, Any]) -> list[str]:
+    out = ["## Proof suite: seconds per theorem", ""]
+    out += _table(
+        ["theorem", "theory", "backend", "verdict (expected)", "claim s", "mutants", "mutants s"],
+        [
+            [
+                r["id"],
+                r["theory"],
+                r["backend"],
+                f"{r['status']} ({r['expected']})",
+                r["claim_s"],
+                f"{r['mutants_refuted']}/{r['mutants']} refuted",
+                r["mutants_s"],
+            ]
+            for r in sec["rows"]
+        ],
+    )
+    out += [
+        "",
+        f"{len(sec['rows'])} of {sec['registered']} theorems timed; total {sec['total_s']:.3g} s "
+        f"(theory files loaded in {sec['load_s']:.3g} s; timeout {sec['timeout_s']:g} s/claim).",
+    ]
+    return out
+
+
+def _propagation(sec: dict[str, Any]) -> list[str]:
+    out = ["## Noise propagation: analytic predictor vs Monte Carlo", ""]
+    out += _table(
+        [
+            "model",
+            "inputs",
+            "MC samples",
+            "predict s",
+            "Monte Carlo s",
+            "speedup",
+            "rel. diff (last tap)",
+            "max rel. diff",
+        ],
+        [
+            [
+                sec["model"],
+                sec["inputs"],
+                sec["samples"],
+                sec["predict_s"],
+                sec["monte_carlo_s"],
+                sec["speedup"],
+                sec["last_tap_relative_difference"],
+                sec["max_relative_difference"],
+            ]
+        ],
+    )
+    return out
+
+
+def _hypothesis(sec: dict[str, Any]) -> list[str]:
+    out = [f"## Hypothesis: examples per second (`{sec['file']}`)", ""]
+    out += _table(
+        ["property test", "examples", "seconds", "examples / s"],
+        [[r["test"], r["examples"], r["seconds"], r["examples_per_s"]] for r in sec["rows"]],
+    )
+    return out
+
+
+_SECTIONS = {
+    "operator": _operator,
+    "pipeline": _pipeline,
+    "proofs": _proofs,
+    "propagation": _propagation,
+    "hypothesis": _hypothesis,
+}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """Markdown report: machine line, then one table per section present in ``result``."""
+    m = result["machine"]
+    p = result["profile"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Profile `{p['name']}`; {m['processor']}, {m['cpu_capability']}, "
+        f"torch {m['torch']}, {m['threads']} threads; CUDA: {m['cuda'] or 'none'}; "
+        f"load average {m['load_average_before']} before, {m.get('load_average_after')} after. "
+        f"Each time is the fastest of {p['rounds']} interleaved rounds of "
+        f"`blocked_autorange(min_run_time={p['min_run_time']})`.",
+    ]
+    for name, render in _SECTIONS.items():
+        if name in result["sections"]:
+            lines += ["", *render(result["sections"][name])]
+    return "\n".join(lines) + "\n"

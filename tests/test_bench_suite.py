@@ -1,0 +1,63 @@
+"""The benchmark suite runs end to end at tiny sizes (no assertion on time).
+
+Benchmarks are not timed tests: these tests check that every section runs,
+that the JSON and Markdown outputs are written and complete, and that the
+reported ratios are the ratios of the reported times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import benchmarks
+from conserve_verified import InvalidArgument
+from conserve_verified.cli import main
+
+
+def test_bench_command_writes_json_and_markdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    code = main(["bench", "--tiny", "--json", str(out_json), "--markdown", str(out_md)])
+    assert code == 0
+    result = json.loads(out_json.read_text())
+    assert set(result["sections"]) == set(benchmarks.SECTIONS)
+    markdown = out_md.read_text()
+    assert markdown == capsys.readouterr().out
+    for heading in ("## Operator", "## Pipeline", "## Proof suite", "## Noise", "## Hypothesis"):
+        assert heading in markdown
+
+    rows = result["sections"]["operator"]["rows"]
+    assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+    for r in rows:
+        ms = {k: v["median_ms"] for k, v in r["timings"].items()}
+        peer = min(ms["rms_norm.fwd_bwd"], ms["normalize.fwd_bwd"])
+        assert math.isclose(r["ratios"]["fwd_bwd_vs_peer"], ms["conserve.fwd_bwd"] / peer)
+        assert all(v > 0 for v in ms.values())
+
+    models = [r["model"] for r in result["sections"]["pipeline"]["rows"]]
+    assert models == ["mlp", "resnet18"]
+    proofs = result["sections"]["proofs"]
+    assert len(proofs["rows"]) == 1 and proofs["registered"] >= 1
+    assert result["sections"]["propagation"]["taps"] > 0
+    hyp = result["sections"]["hypothesis"]["rows"]
+    assert hyp and all(r["examples"] >= 1 for r in hyp)
+
+
+def test_bench_sections_subset_and_python_m_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.cli import main as bench_main
+
+    assert bench_main(["--tiny", "--sections", "operator"]) == 0
+    out = capsys.readouterr().out
+    assert "## Operator" in out and "## Pipeline" not in out
+
+
+def test_bench_rejects_unknown_profile_and_section() -> None:
+    with pytest.raises(InvalidArgument, match="profile='huge'"):
+        benchmarks.run("huge")
+    with pytest.raises(InvalidArgument, match="sections"):
+        benchmarks.run("tiny", ["operator", "nope"])
