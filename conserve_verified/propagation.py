@@ -1,0 +1,646 @@
+r"""Analytic noise-propagation predictor for MLP and conv pipelines, and its Monte Carlo twin.
+
+The predictor propagates, for each input ``x`` separately, the mean ``mu`` and
+the full covariance ``Sigma`` (over the flattened features) of the noisy
+activation through the network, layer by layer:
+
+* **affine layers** (``Linear``, ``Conv*``, average pooling, ``Flatten``,
+  ``BatchNorm`` in eval mode, ...) ``y = A h + b``: ``mu' = A mu + b`` and
+  ``Sigma' = A Sigma A^T`` -- exact (S1).  For one input unit-variance noise
+  with correlation ``c`` the output variance of unit ``i`` is
+  ``(1 - c) sum_j W_ij^2 + c (sum_j W_ij)^2`` (:func:`linear_noise_gain`):
+  uncorrelated noise scales with the mean of the squared weights, correlated
+  noise with the squared mean of the weights.
+* **ReLU / LeakyReLU** (``activation="gaussian"``, default): the pre-activation
+  is treated as Gaussian ``N(mu_i, s_i^2)``; mean and variance of the output are
+  the exact Gaussian integrals (:func:`relu_gaussian_moments`), covariances
+  between units are scaled by the expected slopes ``E[phi'(z_i)] E[phi'(z_j)]``
+  (Stein's lemma, exact to first order in the correlation).
+* **other elementwise activations**, or ``activation="slope"``: the local slope
+  ``D = diag(phi'(mu))``: ``mu' = phi(mu)``, ``Sigma' = D Sigma D``.  A slope
+  ``|phi'| <= g`` scales the noise variance by at most ``g^2`` (S2).
+* **conservation** ``C_E`` (a :class:`~conserve_verified.Conserved` boundary or
+  a :class:`~conserve_verified.ConserveEnergy` layer): its Jacobian at the mean,
+  ``J = (r / rho) (I - u u^T)`` with ``rho = ||mu||``, ``u = mu / rho``,
+  ``r = sqrt(E)`` -- the tangent projection scaled by ``r / rho``:
+  ``Sigma' = J Sigma J^T``, ``mu' = C_E(mu)``.  This step is first order in
+  ``||noise|| / rho``: accurate for small noise, not for large discrete jumps
+  such as dropout of a unit carrying much of the energy.
+* **noise injectors** of :mod:`conserve_verified.noise` (exact second moments):
+  additive ``Sigma += s^2 K`` with ``K = (1 - c) I + c 1 1^T`` (relative noise:
+  ``s^2 = sigma^2 (||mu||^2 + tr Sigma) / n``); multiplicative
+  ``Sigma += sigma^2 K o (Sigma + mu mu^T)``; dropout; absolute bias shifts ``mu``.
+
+Noise can sit at the boundaries of a :class:`~conserve_verified.Pipeline`
+(``boundary_noise``, installed as its boundary hook, before ``C_E`` in a
+conserved pipeline) and/or on every neuron of every Linear/Conv layer
+(``neuron_noise``, as :func:`conserve_verified.noise.inject` installs it).
+
+:func:`monte_carlo` measures the same quantities by running the real model
+with the real injectors many times; :func:`predict` and :func:`monte_carlo`
+return the same :class:`LayerNoise` records, one per *tap* (the output of every
+leaf module and of every boundary).
+
+Accumulation over depth (S3): additive noise of variance ``sigma^2`` entering
+after every layer of gain ``g`` accumulates as ``sigma^2 sum_{k<L} g^{2k}``
+(:func:`accumulated_variance`), bounded in the depth ``L`` iff ``g < 1``, with
+limit ``sigma^2 / (1 - g^2)`` (:func:`stationary_variance`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ._math import conserve, normalize_dims, validate_finite, validate_tensor
+from .errors import InvalidArgument, InvalidArgumentType
+from .noise import (
+    BiasNoise,
+    Compose,
+    DropoutNoise,
+    GaussianNoise,
+    MultiplicativeNoise,
+    NoiseInjector,
+    inject,
+)
+from .operators import Conserved, ConserveEnergy, Pipeline
+
+__all__ = [
+    "ActivationMode",
+    "LayerNoise",
+    "accumulated_variance",
+    "linear_noise_gain",
+    "monte_carlo",
+    "predict",
+    "relu_gaussian_moments",
+    "stationary_variance",
+]
+
+ActivationMode = Literal["gaussian", "slope"]
+Injector = Callable[[torch.Tensor, int], torch.Tensor]
+
+_NOISY_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_AFFINE: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.Dropout,
+)
+_RELU_TYPE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU)
+_SMOOTH: tuple[type[nn.Module], ...] = (
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.ELU,
+    nn.SiLU,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.Softsign,
+    nn.Mish,
+)
+
+
+# --------------------------------------------------------------------------- closed forms
+
+
+def linear_noise_gain(weight: torch.Tensor, correlation: float = 0.0) -> torch.Tensor:
+    r"""Per-output-unit variance of ``W xi`` for unit-variance noise ``xi`` with correlation ``c``.
+
+    Identity (S1): ``Var[(W xi)_i] = (1 - c) sum_j W_ij^2 + c (sum_j W_ij)^2``, i.e.
+    ``n (1 - c) mean_j(W_ij^2) + n^2 c mean_j(W_ij)^2`` for ``n`` inputs: the
+    uncorrelated part grows with the mean of the squared weights, the
+    correlated part with the squared mean of the weights.
+    """
+    w = validate_tensor(weight, "weight")
+    if w.ndim != 2:
+        raise InvalidArgument("weight", f"<tensor of shape {tuple(w.shape)}>", "must be 2-d")
+    c = _unit_interval("correlation", correlation)
+    return (1.0 - c) * w.pow(2).sum(1) + c * w.sum(1).pow(2)
+
+
+def relu_gaussian_moments(
+    mean: torch.Tensor, std: torch.Tensor, negative_slope: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Exact ``(E[phi(z)], Var[phi(z)], E[phi'(z)])`` for ``z ~ N(mean, std^2)``.
+
+    ``phi(z) = max(z, a z)`` with ``a = negative_slope`` (ReLU for ``a = 0``).
+    With ``t = mean / std``, ``P = Phi(t)``, ``p = phi_N(t)`` (standard normal
+    cdf and pdf):
+
+    * ``E[relu(z)] = mean P + std p``
+    * ``E[relu(z)^2] = (mean^2 + std^2) P + mean std p``
+    * ``E[phi'(z)] = a + (1 - a) P``
+    * ``Var[phi(z)] = a^2 std^2 + (1-a)^2 Var[relu(z)] + 2 a (1-a) std^2 P``
+      (using ``Cov(z, relu(z)) = std^2 P``, Stein's lemma).
+
+    ``std = 0`` gives the deterministic limits (``Var = 0``, slope ``1[mean > 0]``
+    or ``a``).  Computed in float64; ``Var[relu(z)] / std^2`` is clamped to
+    ``[0, 1]`` (ReLU is 1-Lipschitz), which only removes rounding error.
+    """
+    mu = mean.to(torch.float64)
+    s = std.to(torch.float64)
+    a = float(negative_slope)
+    pos = s > 0
+    safe_s = torch.where(pos, s, torch.ones_like(s))
+    t = mu / safe_s
+    cdf = torch.special.ndtr(t)
+    pdf = torch.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+    m1 = safe_s * (t * cdf + pdf)
+    # Var[relu]/s^2 = (t^2 + 1) P + t p - (t P + p)^2, clamped to [0, 1]
+    v = ((t * t + 1.0) * cdf + t * pdf - (t * cdf + pdf) ** 2).clamp(0.0, 1.0)
+    var_relu = v * safe_s * safe_s
+    e_mean = a * mu + (1.0 - a) * m1
+    e_var = a * a * s * s + (1.0 - a) ** 2 * var_relu + 2.0 * a * (1.0 - a) * s * s * cdf
+    slope = a + (1.0 - a) * cdf
+    det_slope = torch.where(mu > 0, torch.ones_like(mu), torch.full_like(mu, a))
+    det_mean = torch.where(mu > 0, mu, a * mu)
+    return (
+        torch.where(pos, e_mean, det_mean),
+        torch.where(pos, e_var, torch.zeros_like(mu)),
+        torch.where(pos, slope, det_slope),
+    )
+
+
+def accumulated_variance(sigma2: float, gain: float, depth: int) -> float:
+    r"""Noise variance after ``depth`` layers, noise ``sigma2`` entering after each layer.
+
+    Identity (S3): the recurrence ``v_0 = 0``, ``v_{k+1} = g^2 v_k + sigma2`` has
+    ``v_L = sigma2 sum_{k=0}^{L-1} g^{2k}``; bounded in ``L`` iff ``|g| < 1`` (for
+    ``sigma2 > 0``), with limit :func:`stationary_variance`.
+    """
+    s2 = _real_nonneg("sigma2", sigma2)
+    g = _finite("gain", gain)
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise InvalidArgumentType("depth", depth, "an int")
+    if depth < 0:
+        raise InvalidArgument("depth", depth, "must be >= 0")
+    g2 = g * g
+    if g2 == 1.0:
+        return s2 * depth
+    return s2 * (1.0 - g2**depth) / (1.0 - g2)
+
+
+def stationary_variance(sigma2: float, gain: float) -> float:
+    """``lim_{L -> inf} accumulated_variance = sigma2 / (1 - g^2)`` if ``|g| < 1``, else ``inf``.
+
+    (``0`` when ``sigma2 == 0``.)
+    """
+    s2 = _real_nonneg("sigma2", sigma2)
+    g = _finite("gain", gain)
+    if s2 == 0.0:
+        return 0.0
+    return s2 / (1.0 - g * g) if abs(g) < 1.0 else math.inf
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentType(name, value, "a real number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise InvalidArgument(name, value, "must be finite")
+    return v
+
+
+def _real_nonneg(name: str, value: Any) -> float:
+    v = _finite(name, value)
+    if v < 0:
+        raise InvalidArgument(name, value, "must be >= 0")
+    return v
+
+
+def _unit_interval(name: str, value: Any) -> float:
+    v = _finite(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise InvalidArgument(name, value, "must be in [0, 1]")
+    return v
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class LayerNoise:
+    """Noise statistics at one tap (a leaf module's or a boundary's output).
+
+    Attributes:
+        name: ``"stages.0.1:ReLU"``-style module path and type, or ``"boundary<i>"``.
+        variance: ``(B, n)`` per input and per unit, the variance of the noisy
+            activation over the noise.
+        signal: ``(B, n)`` the clean (noise-free) activation.
+    """
+
+    name: str
+    variance: torch.Tensor
+    signal: torch.Tensor
+
+    @property
+    def noise_variance(self) -> float:
+        """Mean over inputs and units of the noise variance."""
+        return float(self.variance.mean())
+
+    @property
+    def signal_power(self) -> float:
+        """Mean over inputs and units of the squared clean activation."""
+        return float(self.signal.pow(2).mean())
+
+    @property
+    def snr(self) -> float:
+        """``signal_power / noise_variance`` (``inf`` without noise)."""
+        v = self.noise_variance
+        return self.signal_power / v if v > 0 else math.inf
+
+
+# --------------------------------------------------------------------------- model walk
+
+
+@dataclass(frozen=True)
+class _Op:
+    kind: Literal["module", "boundary"]
+    module: nn.Module | None
+    index: int
+    name: str
+
+
+def _leaves(m: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
+    if isinstance(m, nn.Sequential):
+        for name, child in m.named_children():
+            yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+        return
+    if not isinstance(m, (*_AFFINE, *_RELU_TYPE, *_SMOOTH, ConserveEnergy)):
+        raise InvalidArgument(
+            "model",
+            f"<{type(m).__name__} at {prefix or '<root>'!r}>",
+            "unsupported module for the noise predictor; supported: affine layers, "
+            "elementwise activations, ConserveEnergy, nn.Sequential",
+        )
+    yield prefix, m
+
+
+def _ops(model: nn.Module) -> list[_Op]:
+    ops: list[_Op] = []
+    if isinstance(model, Pipeline):
+        for i, stage in enumerate(model.stages):
+            for name, m in _leaves(stage, f"stages.{i}"):
+                ops.append(_Op("module", m, -1, f"{name}:{type(m).__name__}"))
+            if i < model.num_boundaries:
+                ops.append(_Op("boundary", None, i, f"boundary{i}"))
+    else:
+        for name, m in _leaves(model, ""):
+            ops.append(_Op("module", m, -1, f"{name}:{type(m).__name__}"))
+    return ops
+
+
+def _check_model(model: Any, boundary_noise: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise InvalidArgumentType("model", model, "an nn.Module (Pipeline, Sequential or a layer)")
+    if boundary_noise is not None and not isinstance(model, Pipeline):
+        raise InvalidArgument(
+            "boundary_noise", boundary_noise, "needs a Pipeline (boundaries are its stage joints)"
+        )
+    for name, inj in (("boundary_noise", boundary_noise),):
+        if inj is not None and not callable(inj):
+            raise InvalidArgumentType(name, inj, "a noise injector")
+    return model
+
+
+# --------------------------------------------------------------------------- moment steps
+
+
+def _flat(h: torch.Tensor) -> torch.Tensor:
+    return h.reshape(h.shape[0], -1)
+
+
+def _call64(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``m(h)`` evaluated in float64 without modifying ``m``."""
+    state = {k: v.detach().to(torch.float64) for k, v in m.named_parameters()}
+    state.update(
+        {k: v.to(torch.float64) if v.is_floating_point() else v for k, v in m.named_buffers()}
+    )
+    if not state:
+        out: torch.Tensor = m(h)
+        return out
+    out = torch.func.functional_call(m, state, (h,))
+    return out
+
+
+def _affine(
+    m: nn.Module, mean: torch.Tensor, cov: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout)) and m.training:
+        raise InvalidArgument(
+            "model", f"<{type(m).__name__} in training mode>", "call model.eval() first"
+        )
+    if isinstance(m, nn.Linear):
+        w = m.weight.detach().to(torch.float64)
+        b = None if m.bias is None else m.bias.detach().to(torch.float64)
+        return nn.functional.linear(mean, w, b), _sandwich(cov, lambda rows: rows @ w.T)
+    b_ = mean.shape[0]
+    fshape = mean.shape[1:]
+    with torch.no_grad():
+        new_mean = _call64(m, mean)
+        zero = _call64(m, torch.zeros((1, *fshape), dtype=torch.float64, device=mean.device))
+
+        def lin(rows: torch.Tensor) -> torch.Tensor:  # rows (k, n) -> (k, m): rows @ A^T
+            return _flat(_call64(m, rows.reshape(-1, *fshape)) - zero)
+
+        del b_
+        return new_mean, _sandwich(cov, lin)
+
+
+def _sandwich(cov: torch.Tensor, lin: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``A Sigma A^T`` per sample, given ``lin(rows) = rows @ A^T`` on a stack of rows."""
+    b, n = cov.shape[0], cov.shape[-1]
+    sa = lin(cov.reshape(b * n, n))  # rows of Sigma A^T, (b n, k)
+    k = sa.shape[-1]
+    a_sigma = sa.reshape(b, n, k).transpose(1, 2).reshape(b * k, n)  # rows of A Sigma
+    return lin(a_sigma).reshape(b, k, k)
+
+
+def _diag(cov: torch.Tensor) -> torch.Tensor:
+    return cov.diagonal(dim1=-2, dim2=-1)
+
+
+def _activation(
+    m: nn.Module, mean: torch.Tensor, cov: torch.Tensor, mode: ActivationMode
+) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = mean.shape
+    mu = _flat(mean)
+    if isinstance(m, _RELU_TYPE) and mode == "gaussian":
+        a = float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else 0.0
+        std = _diag(cov).clamp_min(0.0).sqrt()
+        new_mu, var, slope = relu_gaussian_moments(mu, std, a)
+        new_cov = slope.unsqueeze(-1) * cov * slope.unsqueeze(-2)
+        _diag(new_cov).copy_(var)
+        return new_mu.reshape(shape), new_cov
+    with torch.enable_grad():
+        z = mean.detach().clone().requires_grad_(True)
+        y = _call64(m, z)
+        (g,) = torch.autograd.grad(y.sum(), z)
+    d = _flat(g)
+    return y.detach(), d.unsqueeze(-1) * cov * d.unsqueeze(-2)
+
+
+def _conserve(
+    mean: torch.Tensor, cov: torch.Tensor, energy: float, dim: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    dims = normalize_dims(mean, dim)
+    if dims != tuple(range(1, mean.ndim)):
+        raise InvalidArgument(
+            "dim", dim, "the predictor needs conservation over all feature dims of a sample"
+        )
+    mu = _flat(mean)
+    rho = mu.norm(dim=-1, keepdim=True)
+    if bool((rho == 0).any()):
+        raise InvalidArgument("x", "<input>", "a clean activation at a conserved boundary is zero")
+    u = mu / rho
+    # P Sigma P with the tangent projection P = I - u u^T, in O(n^2):
+    # P Sigma P = Sigma - u w^T - w u^T + (u^T Sigma u) u u^T with w = Sigma u
+    w = (cov @ u.unsqueeze(-1)).squeeze(-1)
+    q = (w * u).sum(-1, keepdim=True)
+    ut, wt = u.unsqueeze(-1), w.unsqueeze(-1)
+    proj = (
+        cov
+        - ut * wt.transpose(1, 2)
+        - wt * ut.transpose(1, 2)
+        + (q.unsqueeze(-1) * ut) * (ut.transpose(1, 2))
+    )
+    # J Sigma J^T with J = (r / rho) P, the Jacobian of C_E at the mean
+    return conserve(mean, energy, dims), (energy / rho.pow(2)).unsqueeze(-1) * proj
+
+
+def _correlation_matrix(n: int, c: float, like: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(n, dtype=like.dtype, device=like.device)
+    return (1.0 - c) * eye + c * torch.ones_like(eye)
+
+
+def _check_injector_dims(inj: NoiseInjector, mean: torch.Tensor) -> None:
+    if inj.dim is None:
+        return
+    if normalize_dims(mean, inj.dim) != tuple(range(1, mean.ndim)):
+        raise InvalidArgument(
+            "dim", inj.dim, "the predictor needs injector noise over all feature dims of a sample"
+        )
+
+
+def _noise(
+    inj: Injector, index: int, mean: torch.Tensor, cov: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(inj, Compose):
+        for sub in inj.injectors:
+            mean, cov = _noise(sub, index, mean, cov)
+        return mean, cov
+    if not isinstance(inj, (GaussianNoise, MultiplicativeNoise, DropoutNoise, BiasNoise)):
+        raise InvalidArgument(
+            "noise",
+            inj,
+            "the predictor supports GaussianNoise, MultiplicativeNoise, DropoutNoise, "
+            "absolute BiasNoise and Compose of them",
+        )
+    if inj.boundaries is not None and index not in inj.boundaries:
+        return mean, cov
+    _check_injector_dims(inj, mean)
+    mu = _flat(mean)
+    n = mu.shape[1]
+    if isinstance(inj, GaussianNoise):
+        k = _correlation_matrix(n, inj.correlation, cov)
+        s2: float | torch.Tensor = inj.sigma**2
+        if inj.relative:
+            power = (mu.pow(2).sum(-1) + _diag(cov).sum(-1)) / n
+            s2 = (inj.sigma**2 * power).reshape(-1, 1, 1)
+        return mean, cov + s2 * k
+    if isinstance(inj, MultiplicativeNoise):
+        k = _correlation_matrix(n, inj.correlation, cov)
+        second = cov + mu.unsqueeze(-1) * mu.unsqueeze(-2)
+        return mean, cov + inj.sigma**2 * k * second
+    if isinstance(inj, DropoutNoise):
+        f = 1.0 / (1.0 - inj.p) if inj.rescale else 1.0
+        keep = 1.0 - inj.p
+        second_diag = _diag(cov) + mu.pow(2)
+        new_cov = (f * keep) ** 2 * cov
+        _diag(new_cov).add_(f * f * inj.p * keep * second_diag)
+        return mean * (f * keep), new_cov
+    if inj.relative:
+        raise InvalidArgument("noise", inj, "relative BiasNoise is not supported by the predictor")
+    b = inj.magnitude * inj.offset(mean, tuple(range(1, mean.ndim)), index)
+    return mean + b, cov
+
+
+# --------------------------------------------------------------------------- predictor
+
+
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    boundary_noise: Injector | None = None,
+    neuron_noise: Injector | None = None,
+    activation: ActivationMode = "gaussian",
+) -> list[LayerNoise]:
+    """Predict the noise variance at every tap of ``model`` for each input in ``x``.
+
+    Args:
+        model: a :class:`~conserve_verified.Pipeline` / :class:`~conserve_verified.Conserved`
+            (stages may be ``nn.Sequential``), an ``nn.Sequential`` or a single layer.
+        x: a batch of clean inputs ``(B, ...)``; the prediction is per input.
+        boundary_noise: injector acting at every boundary (index = boundary number).
+        neuron_noise: injector on the output of every Linear/Conv layer
+            (index = the layer's position, as :func:`conserve_verified.noise.inject`).
+        activation: ``"gaussian"`` (exact Gaussian moments for ReLU-type
+            activations) or ``"slope"`` (local slope everywhere).
+
+    Returns one :class:`LayerNoise` per tap (leaf modules and boundaries, in
+    forward order).  Runs in float64 and does not modify ``model``.
+    """
+    model = _check_model(model, boundary_noise)
+    if neuron_noise is not None and not callable(neuron_noise):
+        raise InvalidArgumentType("neuron_noise", neuron_noise, "a noise injector")
+    if activation not in ("gaussian", "slope"):
+        raise InvalidArgument("activation", activation, "must be 'gaussian' or 'slope'")
+    x = validate_tensor(x, "x")
+    validate_finite(x, "x")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise InvalidArgument(
+            "x", f"<tensor of shape {tuple(x.shape)}>", "must be a batch (B, ...)"
+        )
+    ops = _ops(model)
+    mean = x.detach().to(torch.float64)
+    clean = mean
+    n = math.prod(mean.shape[1:])
+    cov = torch.zeros(mean.shape[0], n, n, dtype=torch.float64, device=x.device)
+    taps: list[LayerNoise] = []
+    layer = 0
+    with torch.no_grad():
+        for op in ops:
+            if op.kind == "module":
+                m = op.module
+                assert m is not None
+                if isinstance(m, ConserveEnergy):
+                    mean, cov = _conserve(mean, cov, m.energy, m.dim)
+                    clean = conserve(clean, m.energy, normalize_dims(clean, m.dim))
+                elif isinstance(m, _AFFINE):
+                    mean, cov = _affine(m, mean, cov)
+                    clean = _call64(m, clean)
+                else:
+                    mean, cov = _activation(m, mean, cov, activation)
+                    clean = _call64(m, clean)
+                if isinstance(m, _NOISY_LAYERS):
+                    if neuron_noise is not None:
+                        mean, cov = _noise(neuron_noise, layer, mean, cov)
+                    layer += 1
+            else:
+                if boundary_noise is not None:
+                    mean, cov = _noise(boundary_noise, op.index, mean, cov)
+                if isinstance(model, Conserved):
+                    mean, cov = _conserve(mean, cov, model.energy, model.dim)
+                    clean = conserve(clean, model.energy, normalize_dims(clean, model.dim))
+            taps.append(LayerNoise(op.name, _diag(cov).clone(), _flat(clean).clone()))
+    return taps
+
+
+# --------------------------------------------------------------------------- Monte Carlo
+
+
+class _Recorder:
+    """Collects activations at every tap in forward order."""
+
+    def __init__(self) -> None:
+        self.values: list[torch.Tensor] = []
+
+    def __call__(self, _m: nn.Module, _inp: Any, out: Any) -> None:
+        self.values.append(out.detach())
+
+
+def _run_taps(
+    model: nn.Module,
+    x: torch.Tensor,
+    boundary_noise: Injector | None,
+    neuron_noise: Injector | None,
+) -> list[torch.Tensor]:
+    rec = _Recorder()
+    handles: list[Any] = []
+    noise_handle = inject(model, neuron_noise) if neuron_noise is not None else None
+    pipeline = model if isinstance(model, Pipeline) else None
+    try:
+        for op in _ops(model):
+            if op.kind == "module":
+                assert op.module is not None
+                handles.append(op.module.register_forward_hook(rec))
+        if pipeline is not None:
+            original = pipeline.boundary
+
+            def boundary(h: torch.Tensor, index: int) -> torch.Tensor:
+                out = original(h, index)
+                rec.values.append(out.detach())
+                return out
+
+            pipeline.boundary = boundary  # type: ignore[method-assign]
+        with torch.no_grad():
+            if pipeline is not None:
+                with pipeline.boundary_hook(boundary_noise):
+                    model(x)
+            else:
+                model(x)
+    finally:
+        if pipeline is not None and "boundary" in vars(pipeline):
+            del pipeline.boundary
+        for h in handles:
+            h.remove()
+        if noise_handle is not None:
+            noise_handle.remove()
+    return rec.values
+
+
+def monte_carlo(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    boundary_noise: Injector | None = None,
+    neuron_noise: Injector | None = None,
+    samples: int = 10_000,
+) -> list[LayerNoise]:
+    """Measure what :func:`predict` predicts: run ``model`` ``samples`` times per input.
+
+    Each input of ``x`` is repeated ``samples`` times in one batch; the real
+    injectors are installed (``boundary_noise`` as the pipeline's boundary hook,
+    ``neuron_noise`` via :func:`conserve_verified.noise.inject`), every tap is
+    recorded and the unbiased variance over the repeats is computed in float64.
+    The clean activation comes from one noise-free pass.
+    """
+    model = _check_model(model, boundary_noise)
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        raise InvalidArgumentType("samples", samples, "an int")
+    if samples < 2:
+        raise InvalidArgument("samples", samples, "need at least 2 samples for a variance")
+    x = validate_tensor(x, "x")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise InvalidArgument(
+            "x", f"<tensor of shape {tuple(x.shape)}>", "must be a batch (B, ...)"
+        )
+    clean = [_flat(t).to(torch.float64) for t in _run_taps(model, x, None, None)]
+    per_input: list[list[torch.Tensor]] = []
+    for b in range(x.shape[0]):
+        rows = x[b : b + 1].expand(samples, *x.shape[1:]).contiguous()
+        acts = _run_taps(model, rows, boundary_noise, neuron_noise)
+        per_input.append([_flat(a).to(torch.float64).var(0) for a in acts])
+    return [
+        LayerNoise(op.name, torch.stack([v[k] for v in per_input]), clean[k])
+        for k, op in enumerate(_ops(model))
+    ]

@@ -1,0 +1,308 @@
+"""Unit tests of :mod:`conserve_verified.propagation`: closed forms, predictor vs Monte Carlo.
+
+Predictor-vs-Monte-Carlo comparisons use 4,000 noise samples per input; the
+acceptance bound is the issue's 10% relative error of the per-tap mean noise
+variance (the Monte Carlo standard error is below 1% here).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from conserve_verified import Conserved, InvalidArgument, InvalidArgumentType, Pipeline
+from conserve_verified.noise import (
+    BiasNoise,
+    Compose,
+    DropoutNoise,
+    GaussianNoise,
+    MonocularDepthNoise,
+    MultiplicativeNoise,
+)
+from conserve_verified.propagation import (
+    LayerNoise,
+    accumulated_variance,
+    linear_noise_gain,
+    monte_carlo,
+    predict,
+    relu_gaussian_moments,
+    stationary_variance,
+)
+from conserve_verified.tolerances import tolerance
+
+SAMPLES = 4000
+REL = 0.10
+
+
+def _mlp(seed: int = 0, act: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [
+        nn.Sequential(nn.Linear(12, 16), act()),
+        nn.Sequential(nn.Linear(16, 16), act()),
+        nn.Linear(16, 5),
+    ]
+
+
+def _x(b: int = 4, n: int = 12, seed: int = 1) -> torch.Tensor:
+    return torch.randn(b, n, generator=torch.Generator().manual_seed(seed)) + 0.5
+
+
+def _assert_agree(pred: list[LayerNoise], mc: list[LayerNoise]) -> None:
+    assert [p.name for p in pred] == [m.name for m in mc]
+    for p, m in zip(pred, mc, strict=True):
+        torch.testing.assert_close(p.signal, m.signal, rtol=1e-5, atol=1e-6)
+        if m.noise_variance == 0.0:
+            assert p.noise_variance == 0.0, p.name
+            continue
+        err = abs(p.noise_variance / m.noise_variance - 1.0)
+        assert err <= REL, f"{p.name}: predicted {p.noise_variance:.4g} vs {m.noise_variance:.4g}"
+
+
+_NOISES: list[tuple[str, dict[str, Any]]] = [
+    ("additive", {"boundary_noise": GaussianNoise(0.05, seed=1)}),
+    ("additive-correlated", {"boundary_noise": GaussianNoise(0.05, correlation=1.0, seed=1)}),
+    ("additive-relative", {"boundary_noise": GaussianNoise(0.05, relative=True, seed=1)}),
+    ("multiplicative", {"boundary_noise": MultiplicativeNoise(0.05, seed=1)}),
+    ("neuron-additive", {"neuron_noise": GaussianNoise(0.05, correlation=0.5, seed=1)}),
+    (
+        "neuron-analog",
+        {"neuron_noise": Compose(MultiplicativeNoise(0.05, seed=1), GaussianNoise(0.02, seed=2))},
+    ),
+    ("bias+additive", {"boundary_noise": Compose(BiasNoise(0.1), GaussianNoise(0.05, seed=1))}),
+]
+
+
+@pytest.mark.parametrize("conserved", [False, True])
+@pytest.mark.parametrize(("label", "noise"), _NOISES, ids=[n for n, _ in _NOISES])
+def test_predict_matches_monte_carlo_mlp(conserved: bool, label: str, noise: dict) -> None:
+    mods = _mlp()
+    model = Conserved(*mods, energy=3.0) if conserved else Pipeline(*mods)
+    x = _x()
+    _assert_agree(predict(model, x, **noise), monte_carlo(model, x, samples=SAMPLES, **noise))
+
+
+def test_predict_matches_monte_carlo_dropout_plain() -> None:
+    """Dropout without conservation (the C_E step is first order; a dropped unit is no
+    small perturbation, so conserved boundaries under dropout are outside the small-noise
+    regime this predictor is validated for)."""
+    model = Pipeline(*_mlp())
+    x, noise = _x(), DropoutNoise(0.1, seed=1)
+    _assert_agree(
+        predict(model, x, boundary_noise=noise),
+        monte_carlo(model, x, boundary_noise=noise, samples=SAMPLES),
+    )
+
+
+def test_predict_matches_monte_carlo_conv() -> None:
+    torch.manual_seed(0)
+    mods = [
+        nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh()),
+        nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)),
+    ]
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for model in (Pipeline(*mods), Conserved(*mods, energy=2.0, dim=(1, 2, 3))):
+        for noise in (GaussianNoise(0.02, seed=3), MultiplicativeNoise(0.05, seed=3)):
+            kw = {"boundary_noise": noise} if model.num_boundaries else {}
+            pred = predict(model, x, **kw)
+            _assert_agree(pred, monte_carlo(model, x, samples=SAMPLES, **kw))
+
+
+def test_predict_accepts_sequential_with_neuron_noise() -> None:
+    model = nn.Sequential(*_mlp()[0], *_mlp()[1], _mlp()[2])
+    noise = GaussianNoise(0.05, seed=1)
+    x = _x()
+    _assert_agree(
+        predict(model, x, neuron_noise=noise),
+        monte_carlo(model, x, neuron_noise=noise, samples=SAMPLES),
+    )
+
+
+def test_linear_layer_prediction_is_exact() -> None:
+    """S1: after boundary noise (sigma, c) a linear layer has variance sigma^2 * gain."""
+    torch.manual_seed(0)
+    lin = nn.Linear(7, 5)
+    model = Pipeline(nn.Identity(), lin)
+    for c in (0.0, 0.4, 1.0):
+        taps = predict(model, _x(3, 7), boundary_noise=GaussianNoise(0.3, correlation=c))
+        expect = 0.09 * linear_noise_gain(lin.weight.detach().double(), c)
+        torch.testing.assert_close(taps[-1].variance, expect.expand(3, 5))
+
+
+def test_linear_noise_gain_is_mean_of_squares_or_squared_mean() -> None:
+    w = torch.randn(4, 9, dtype=torch.float64)
+    torch.testing.assert_close(linear_noise_gain(w, 0.0), 9 * w.pow(2).mean(1))
+    torch.testing.assert_close(linear_noise_gain(w, 1.0), 81 * w.mean(1).pow(2))
+
+
+def test_relu_gaussian_moments_match_numeric_integration() -> None:
+    for mu, s, a in [(0.3, 1.0, 0.0), (-1.2, 0.5, 0.0), (2.0, 0.1, 0.0), (0.1, 0.7, 0.2)]:
+
+        def phi(z: float, a: float = a) -> float:
+            return max(z, a * z)
+
+        dist = stats.norm(mu, s)
+        m1 = dist.expect(phi)
+        m2 = dist.expect(lambda z, phi=phi: phi(z) ** 2)
+        slope = a + (1 - a) * dist.sf(0.0)
+        mean, var, sl = relu_gaussian_moments(
+            torch.tensor([mu], dtype=torch.float64),
+            torch.tensor([s], dtype=torch.float64),
+            a,
+        )
+        assert math.isclose(float(mean), m1, rel_tol=1e-7, abs_tol=1e-12)
+        assert math.isclose(float(var), m2 - m1 * m1, rel_tol=1e-6, abs_tol=1e-12)
+        assert math.isclose(float(sl), slope, rel_tol=1e-12)
+
+
+def test_relu_gaussian_moments_deterministic_limit_and_stability() -> None:
+    mu = torch.tensor([2.0, -2.0, 1e6, -1e6], dtype=torch.float64)
+    mean, var, slope = relu_gaussian_moments(mu, torch.zeros(4, dtype=torch.float64))
+    torch.testing.assert_close(mean, torch.tensor([2.0, 0.0, 1e6, 0.0], dtype=torch.float64))
+    assert bool((var == 0).all())
+    torch.testing.assert_close(slope, torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64))
+    # far from the kink the variance is the input variance (no cancellation garbage)
+    _, var, _ = relu_gaussian_moments(mu, torch.ones(4, dtype=torch.float64))
+    assert abs(float(var[2]) - 1.0) <= tolerance(torch.float64).function_rtol
+    assert 0.0 <= float(var[3]) <= tolerance(torch.float64).function_rtol
+
+
+def test_accumulated_variance_closed_form() -> None:
+    """S3: v_L = sigma^2 sum_{k<L} g^{2k}, bounded iff |g| < 1."""
+    for g in (0.5, 1.0, 1.5):
+        v = 0.0
+        for depth in range(1, 30):
+            v = g * g * v + 0.2
+            assert math.isclose(accumulated_variance(0.2, g, depth), v, rel_tol=1e-12)
+    assert math.isclose(stationary_variance(0.2, 0.5), 0.2 / 0.75)
+    assert stationary_variance(0.2, 1.0) == math.inf
+    assert accumulated_variance(0.2, 0.5, 1000) <= stationary_variance(0.2, 0.5)
+
+
+def test_linear_chain_prediction_follows_accumulation() -> None:
+    """S3 on a pipeline: gain-g orthogonal layers with noise at every boundary."""
+    q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    for g in (0.7, 1.0, 1.3):
+        layers = []
+        for _ in range(8):
+            lin = nn.Linear(6, 6, bias=False).double()
+            lin.weight.data = g * q
+            layers.append(lin)
+        taps = predict(Pipeline(*layers), _x(2, 6).double(), boundary_noise=GaussianNoise(0.1))
+        layer_taps = [t for t in taps if t.name.endswith("Linear")][1:]
+        for depth, tap in enumerate(layer_taps, start=1):
+            expect = 0.01 * g * g * accumulated_variance(1.0, g, depth)
+            assert math.isclose(tap.noise_variance, expect, rel_tol=1e-9)
+
+
+def test_conservation_removes_fully_correlated_multiplicative_noise() -> None:
+    """T3 seen by the predictor: h (1 + sigma z0) is a positive rescaling, which C_E undoes."""
+    model = Conserved(*_mlp(), energy=2.0)
+    x = _x()
+    noise = MultiplicativeNoise(0.05, correlation=1.0, seed=0)
+    pred = predict(model, x, boundary_noise=noise)
+    mc = monte_carlo(model, x, boundary_noise=noise, samples=500)
+    for p, m in zip(pred, mc, strict=True):
+        assert p.noise_variance <= 1e-12 * max(p.signal_power, 1.0)
+        assert m.noise_variance <= 1e-8 * max(m.signal_power, 1.0)
+
+
+@pytest.mark.parametrize("act", [nn.Tanh, nn.Sigmoid])
+def test_slope_below_one_suppresses_noise(act: type[nn.Module]) -> None:
+    """S2: an activation with slope <= g < 1 reduces the noise variance by at least g^2."""
+    torch.manual_seed(0)
+    model = Pipeline(nn.Identity(), act())
+    x = _x(4, 8)
+    taps = predict(model, x, boundary_noise=GaussianNoise(0.1))
+    ratio = taps[-1].noise_variance / taps[-2].noise_variance
+    g = 1.0 if act is nn.Tanh else 0.25
+    assert ratio <= g * g
+    mc = monte_carlo(model, x, boundary_noise=GaussianNoise(0.1), samples=SAMPLES)
+    assert abs(mc[-1].noise_variance / taps[-1].noise_variance - 1) <= REL
+
+
+def test_slope_and_gaussian_modes_agree_for_small_noise() -> None:
+    model = Pipeline(*_mlp())
+    x = _x()
+    noise = GaussianNoise(1e-3)
+    a = predict(model, x, boundary_noise=noise, activation="slope")
+    b = predict(model, x, boundary_noise=noise, activation="gaussian")
+    for ta, tb in zip(a, b, strict=True):
+        if tb.noise_variance:
+            assert abs(ta.noise_variance / tb.noise_variance - 1) <= 0.01
+
+
+def test_snr_is_signal_power_over_noise_variance() -> None:
+    taps = predict(Pipeline(*_mlp()), _x(), boundary_noise=GaussianNoise(0.1))
+    t = taps[-1]
+    assert math.isclose(t.snr, t.signal_power / t.noise_variance)
+    assert taps[0].snr == math.inf
+
+
+def test_predict_does_not_modify_model() -> None:
+    model = Pipeline(*_mlp())
+    before = [p.detach().clone() for p in model.parameters()]
+    predict(model, _x(), boundary_noise=GaussianNoise(0.1))
+    monte_carlo(model, _x(), boundary_noise=GaussianNoise(0.1), samples=10)
+    for a, b in zip(before, model.parameters(), strict=True):
+        assert torch.equal(a, b) and b.dtype == torch.float32
+    assert "boundary" not in vars(model) and model._hook is None
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "argument"),
+    [
+        (lambda: predict("m", _x()), InvalidArgumentType, "model"),  # type: ignore[arg-type]
+        (
+            lambda: predict(Pipeline(nn.MaxPool1d(2), nn.Linear(6, 2)), _x()),
+            InvalidArgument,
+            "model",
+        ),
+        (
+            lambda: predict(
+                nn.Sequential(nn.Linear(12, 2)), _x(), boundary_noise=GaussianNoise(0.1)
+            ),
+            InvalidArgument,
+            "boundary_noise",
+        ),
+        (
+            lambda: predict(Pipeline(*_mlp()), _x(), boundary_noise=MonocularDepthNoise()),
+            InvalidArgument,
+            "noise",
+        ),
+        (
+            lambda: predict(Pipeline(*_mlp()), _x(), boundary_noise=BiasNoise(0.1, relative=True)),
+            InvalidArgument,
+            "noise",
+        ),
+        (
+            lambda: predict(Pipeline(*_mlp()), _x(), activation="exact"),
+            InvalidArgument,
+            "activation",
+        ),  # type: ignore[arg-type]
+        (lambda: predict(Pipeline(*_mlp()), torch.ones(12)), InvalidArgument, "x"),
+        (lambda: monte_carlo(Pipeline(*_mlp()), _x(), samples=1), InvalidArgument, "samples"),
+        (lambda: linear_noise_gain(torch.ones(3), 0.0), InvalidArgument, "weight"),
+        (lambda: linear_noise_gain(torch.ones(3, 3), 1.5), InvalidArgument, "correlation"),
+        (lambda: accumulated_variance(-1.0, 0.5, 3), InvalidArgument, "sigma2"),
+        (lambda: accumulated_variance(1.0, 0.5, -3), InvalidArgument, "depth"),
+        (lambda: stationary_variance(1.0, math.nan), InvalidArgument, "gain"),
+    ],
+)
+def test_invalid_arguments_rejected(call: Any, exc: type[Exception], argument: str) -> None:
+    with pytest.raises(exc) as info:
+        call()
+    assert info.value.argument == argument  # type: ignore[attr-defined]
+
+
+def test_batchnorm_in_training_mode_rejected() -> None:
+    model = Pipeline(nn.Linear(12, 4), nn.BatchNorm1d(4))
+    with pytest.raises(InvalidArgument, match="eval"):
+        predict(model, _x(), boundary_noise=GaussianNoise(0.1))
+    model.eval()
+    predict(model, _x(), boundary_noise=GaussianNoise(0.1))
