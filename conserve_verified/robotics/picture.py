@@ -63,8 +63,9 @@ def plot_trials(
     if set(goals) - set(paths):
         raise InvalidArgument("goals", sorted(goals), f"labels must be among {sorted(paths)}")
     g = np.asarray(target, dtype=np.float64)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    im = axes[0].imshow(d, cmap="viridis")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+    lo, hi = np.percentile(d, [2, 98])
+    im = axes[0].imshow(d, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-6)
     axes[0].set_title("depth image (m)")
     axes[0].set_xticks([])
     axes[0].set_yticks([])

@@ -44,6 +44,8 @@ class TrialSpec:
         control_period: physics steps per control tick (and per recorded sample).
         controller: the reaching controller.
         keep_trajectory: return the recorded trajectory (for pictures).
+        settle_distance: rest threshold (m) over ``settle_ticks`` ticks (see module docstring).
+        settle_ticks: length of the rest window in control ticks.
     """
 
     target: tuple[float, float, float]
@@ -54,6 +56,8 @@ class TrialSpec:
     control_period: int = 10
     controller: DLSController = field(default_factory=DLSController)
     keep_trajectory: bool = False
+    settle_distance: float = 1e-3
+    settle_ticks: int = 10
 
     def __post_init__(self) -> None:
         for name in ("target", "goal"):
@@ -126,6 +130,10 @@ def run_trial(spec: TrialSpec, scene: PandaScene | None = None) -> TrialResult:
         contacts.append(touched)
         if touched or np.linalg.norm(positions[-1] - target) <= spec.tolerance:
             break
+        if k >= spec.settle_ticks:
+            window = np.asarray(positions[-spec.settle_ticks - 1 :])
+            if np.linalg.norm(window - window[-1], axis=1).max() < spec.settle_distance:
+                break
     pos = np.asarray(positions)
     outcome = judge(
         np.asarray(times), pos, np.asarray(contacts), target, spec.tolerance, spec.time_limit
