@@ -1,0 +1,269 @@
+"""Tests of the proof engine: verdicts, broken statements, registry, certificate, collector, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sympy as sp
+import z3
+
+from conserve_verified.cli import main
+from conserve_verified.errors import InvalidArgument, InvalidArgumentType
+from conserve_verified.proof import (
+    REGISTRY,
+    Mutant,
+    Status,
+    Theorem,
+    TheoremResult,
+    Verdict,
+    all_of,
+    certificate,
+    check_all,
+    check_claim,
+    custom,
+    induction,
+    register,
+    sympy_identity,
+    write_certificate,
+    z3_implies,
+)
+
+a, b = sp.symbols("a b", positive=True)
+x, y = z3.Reals("x y")
+
+
+def _theorem(tid: str = "ZZ1", **kw: object) -> Theorem:
+    args: dict[str, object] = {
+        "id": tid,
+        "name": "square of a sum",
+        "statement": "(a + b)^2 = a^2 + 2ab + b^2",
+        "assumptions": ("a, b > 0",),
+        "claim": sympy_identity((a + b) ** 2, a**2 + 2 * a * b + b**2),
+        "mutants": (Mutant("no-cross", "forgot 2ab", sympy_identity((a + b) ** 2, a**2 + b**2)),),
+        "property_test": "property_tests/test_x.py::test_x",
+        "theory": "test",
+    }
+    args.update(kw)
+    return Theorem(**args)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def test_proof_true_identity_is_proved() -> None:
+    v = check_claim(sympy_identity((a + b) ** 2, a**2 + 2 * a * b + b**2), 10)
+    assert v.status is Status.PROVED and v.counterexample is None and v.time_s >= 0
+
+
+def test_proof_wrong_identity_is_refuted_with_exact_counterexample() -> None:
+    v = check_claim(sympy_identity((a + b) ** 2, a**2 + b**2), 10)
+    assert v.status is Status.REFUTED
+    assert v.counterexample is not None
+    point = {sp.Symbol(k, positive=True): sp.Rational(val) for k, val in v.counterexample.items()}
+    assert ((a + b) ** 2 - a**2 - b**2).xreplace(point) != 0
+
+
+def test_proof_true_inequality_is_proved() -> None:
+    v = check_claim(z3_implies([x > 0, y > 0], (x + y) ** 2 >= 4 * x * y), 10)
+    assert v.status is Status.PROVED
+
+
+def test_proof_wrong_inequality_is_refuted_and_rechecked() -> None:
+    claim = z3_implies([x > 0, y > 0], (x + y) ** 2 > 4 * x * y)
+    v = check_claim(claim, 10)
+    assert v.status is Status.REFUTED and v.counterexample is not None
+    assert sp.Rational(v.counterexample["x"]) == sp.Rational(v.counterexample["y"])
+    assert claim.recheck(v.counterexample) is None
+    assert claim.recheck({"x": "1", "y": "2"}) is not None  # not a counterexample
+
+
+def test_proof_undecided_within_tiny_timeout_is_unknown_never_proved() -> None:
+    i, j, k = z3.Ints("i j k")
+    hard = z3_implies([], i**3 + j**3 + k**3 != 33)  # false, but the witness is huge
+    v = check_claim(hard, 0.05)
+    assert v.status is Status.UNKNOWN and v.reason
+
+
+def test_proof_sympy_budget_overrun_is_unknown() -> None:
+    t = sp.Symbol("t", real=True)
+    heavy = sympy_identity(sp.expand((t + 1) ** 400) - (t + 1) ** 400, 0)
+    assert check_claim(heavy, 0.01).status is Status.UNKNOWN
+
+
+def test_proof_identity_true_on_samples_but_unreduced_is_not_proved() -> None:
+    t = sp.Symbol("t", real=True)
+    # differs from 0 only at t = 0, which the rational sampler may hit; never PROVED
+    v = check_claim(sympy_identity(sp.Piecewise((1, sp.Eq(t, 0)), (0, True)), 0), 10)
+    assert v.status is not Status.PROVED
+
+
+def test_proof_z3_model_failing_recheck_is_error() -> None:
+    # Z3 interprets x / 0 freely, SymPy does not: the model cannot be confirmed
+    v = check_claim(z3_implies([y == 0], x / y != 5), 10)
+    assert v.status is Status.ERROR and "re-check" in v.reason
+
+
+def test_proof_custom_refutation_needs_recheck() -> None:
+    def fn(timeout_s: float) -> Verdict:
+        return Verdict(Status.REFUTED, "bad", {"x": "1"})
+
+    assert check_claim(custom(fn, latex="x", description="d"), 5).status is Status.ERROR
+    bad = custom(fn, latex="x", description="d", recheck=lambda cex: "not a counterexample")
+    assert check_claim(bad, 5).status is Status.ERROR
+    good = custom(fn, latex="x", description="d", recheck=lambda cex: None)
+    assert check_claim(good, 5).status is Status.REFUTED
+
+
+def test_proof_crashing_backend_is_error() -> None:
+    def fn(timeout_s: float) -> Verdict:
+        raise RuntimeError("boom")
+
+    v = check_claim(custom(fn, latex="x", description="d"), 5)
+    assert v.status is Status.ERROR and "boom" in v.reason
+
+
+def test_proof_all_of_needs_every_part() -> None:
+    good = sympy_identity(a * b, b * a)
+    bad = sympy_identity(a + b, a * b)
+    assert check_claim(all_of(good, good), 10).status is Status.PROVED
+    v = check_claim(all_of(good, bad), 10)
+    assert v.status is Status.REFUTED and len(v.parts) == 2
+
+
+def test_proof_induction_refuted_step_is_unknown() -> None:
+    base = z3_implies([x == 0], x <= 1)
+    step = z3_implies([x <= 1], x + 1 <= 1)  # step fails
+    v = check_claim(induction(base=base, step=step), 10)
+    assert v.status is Status.UNKNOWN
+
+
+def test_proof_timeout_validated() -> None:
+    with pytest.raises(InvalidArgument, match="timeout_s"):
+        check_claim(sympy_identity(a, a), 0)
+    with pytest.raises(InvalidArgumentType, match="timeout_s"):
+        check_claim(sympy_identity(a, a), "1")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- theorems
+
+
+def test_proof_theorem_validation() -> None:
+    with pytest.raises(InvalidArgument, match="property_test"):
+        _theorem(property_test="tests/test_x.py")
+    with pytest.raises(InvalidArgument, match="mutants"):
+        _theorem(mutants=())
+    with pytest.raises(InvalidArgument, match="expect"):
+        _theorem(expect=Status.UNKNOWN)
+    with pytest.raises(InvalidArgumentType, match="claim"):
+        _theorem(claim="a = a")
+    with pytest.raises(InvalidArgument, match="id"):
+        _theorem(tid="1 bad")
+    assert _theorem(mutants=(), expect=Status.REFUTED).expect is Status.REFUTED
+
+
+def test_proof_register_same_twice_and_conflict() -> None:
+    t = _theorem("ZZ-register")
+    try:
+        assert register(t) is REGISTRY["ZZ-register"] or REGISTRY["ZZ-register"] == t
+        register(t)  # same statement: replaced
+        other = _theorem("ZZ-register", claim=sympy_identity(a, a))
+        with pytest.raises(InvalidArgument, match="already registered"):
+            register(other)
+    finally:
+        REGISTRY.pop("ZZ-register", None)
+
+
+def test_proof_statement_hash_changes_with_statement() -> None:
+    t1 = _theorem()
+    t2 = _theorem(claim=sympy_identity((a + b) ** 2, a**2 + 2 * a * b + b**2 + 0 * a + 1))
+    assert t1.statement_hash == _theorem().statement_hash
+    assert t1.statement_hash != t2.statement_hash
+
+
+def test_proof_certificate_contents_and_atomic_write(tmp_path: Path) -> None:
+    results = check_all([_theorem()], timeout_s=10)
+    assert isinstance(results[0], TheoremResult) and results[0].ok
+    cert = certificate(results, 10)
+    assert set(cert["versions"]) >= {"python", "z3", "sympy", "torch"}
+    (entry,) = cert["theorems"]
+    for key in ("id", "name", "verdict", "time_s", "backend", "statement", "latex"):
+        assert key in entry
+    assert entry["verdict"] == "PROVED" and entry["counterexample"] is None
+    assert entry["mutants"][0]["verdict"] == "REFUTED" and entry["mutants"][0]["counterexample"]
+    assert len(entry["statement_hash"]) == 64
+    path = write_certificate(tmp_path / "sub" / "cert.json", results, 10)
+    assert json.loads(path.read_text())["ok"] is True
+    assert [p.name for p in path.parent.iterdir()] == ["cert.json"]
+
+
+# ----------------------------------------------------------------------------- collector and CLI
+
+_THEORY = textwrap.dedent(
+    """
+    import sympy as sp
+    from conserve_verified.proof import Mutant, Theorem, register, sympy_identity
+
+    a, b = sp.symbols("a b", positive=True)
+    register(Theorem(
+        id="ZZ-good", name="good", statement="s", assumptions=(),
+        claim=sympy_identity(a * b, b * a),
+        mutants=(Mutant("bad", "wrong", sympy_identity(a * b, a + b)),),
+        property_test="property_tests/test_x.py::test_x", theory="tmp",
+    ))
+    register(Theorem(
+        id="ZZ-wrong", name="wrong", statement="s", assumptions=(),
+        claim=sympy_identity((a + b) ** 2, a**2 + b**2),
+        mutants=(Mutant("true", "a true statement is not killed", sympy_identity(a, a)),),
+        property_test="property_tests/test_x.py::test_x", theory="tmp",
+    ))
+    """
+)
+
+
+def _proofs_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "proofs"
+    d.mkdir()
+    (d / "conftest.py").write_text(
+        "from conserve_verified.proof.pytest_plugin import pytest_collect_file\n"
+    )
+    (d / "tmp_theory.py").write_text(_THEORY)
+    return d
+
+
+def test_proof_pytest_collects_theorems_and_mutants(tmp_path: Path) -> None:
+    d = _proofs_dir(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q", "-rA",
+         "-o", "addopts=", "--rootdir", str(tmp_path)],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    assert "PASSED proofs/tmp_theory.py::ZZ-good" in out
+    assert "PASSED proofs/tmp_theory.py::ZZ-good[mutant=bad]" in out
+    assert "FAILED proofs/tmp_theory.py::ZZ-wrong" in out
+    assert "FAILED proofs/tmp_theory.py::ZZ-wrong[mutant=true]" in out
+    assert "counterexample:" in out and "expected PROVED, got" in out
+
+
+def test_proof_verify_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _proofs_dir(tmp_path)
+    cert = tmp_path / "cert.json"
+    try:
+        code = main(["verify", "--proofs-dir", str(d), "--json", str(cert), "--timeout", "10"])
+        out = capsys.readouterr()
+        assert code == 1
+        assert "ZZ-good" in out.out and "ZZ-wrong" in out.out and "counterexample" in out.err
+        data = json.loads(cert.read_text())
+        assert data["ok"] is False
+        assert [t["verdict"] for t in data["theorems"]] == ["PROVED", "REFUTED"]
+        assert main(["verify", "--proofs-dir", str(d), "-k", "ZZ-good", "--timeout", "10"]) == 0
+        assert main(["verify", "--proofs-dir", str(d), "--timeout", "-1"]) == 2
+    finally:
+        REGISTRY.pop("ZZ-good", None)
+        REGISTRY.pop("ZZ-wrong", None)
