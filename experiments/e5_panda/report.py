@@ -139,7 +139,9 @@ def make_report(records: list[dict[str, Any]], out_dir: pathlib.Path) -> str:
         f"{TIME_LIMIT:g} s, no self-collision. Success rates pooled over runs with Wilson 95% "
         "CIs; Δ = conserved − plain in percentage points with Newcombe's hybrid-score 95% CI; "
         "per-run Δ as mean ± t-based 95% CI over runs; McNemar's exact test on the paired "
-        "trials (both arms see the same targets and the same noise draws).",
+        "trials (both arms see the same targets and the same noise draws). σ acts on the "
+        "boundary features; the depth image gets a tenth of it (see `noise_models`). The "
+        "σ = 0 rows are the same clean condition, listed under each noise.",
         "",
     ]
     if not groups:
