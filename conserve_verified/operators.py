@@ -161,7 +161,9 @@ class Conserved(Pipeline):
     >>> import torch
     >>> from torch import nn
     >>> p = Conserved(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2), energy=2.0)
-    >>> [round(float(h.pow(2).sum(-1)[0]), 4) for h in p.boundary_activations(torch.ones(1, 4))]
+    >>> with torch.no_grad():
+    ...     hs = p.boundary_activations(torch.ones(1, 4))
+    >>> [round(float(h.pow(2).sum(-1)[0]), 4) for h in hs]
     [2.0, 2.0]
     """
 

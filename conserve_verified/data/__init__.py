@@ -1,13 +1,13 @@
 """Datasets for the experiments: ``load(name, data_dir=None) -> Dataset``.
 
-=========== ============================================ ===============
-name        source                                       ``input_shape``
-=========== ============================================ ===============
+=========== ============================================= ===============
+name        source                                        ``input_shape``
+=========== ============================================= ===============
 ``digits``  scikit-learn's bundled 8×8 handwritten digits ``(1, 8, 8)``
 ``mnist1d`` MNIST-1D, generated procedurally from a seed  ``(1, 40)``
 ``cifar10`` official CIFAR-10 python batches in data_dir  ``(3, 32, 32)``
 ``mnist``   official MNIST idx files in data_dir          ``(1, 28, 28)``
-=========== ============================================ ===============
+=========== ============================================= ===============
 
 Pixel values are scaled to ``[0, 1]`` (MNIST-1D is standardised by its
 generator); ``x_*`` are float32 tensors of shape ``(N, *input_shape)`` and
