@@ -1,0 +1,372 @@
+"""ACE: three ways to impose a constraint -- penalty, hard projection, adaptive constrained.
+
+Two constraints, each imposed by four strategies of :mod:`conserve_verified.constraints`
+(``none``, ``penalty``, ``hard``, ``ace``) on the same model, data and budget:
+
+``energy``
+    ``| ||h||^2 - E | <= eps`` at every boundary of a modular MLP (``E`` = width, unit
+    RMS per feature).  ``hard`` is ``C_E`` after the boundary hook (the conserved
+    pipeline); ``penalty`` adds ``lam / E * violation``; ``ace`` runs primal-dual with a
+    tolerance homotopy from ``E`` down to ``eps_end * E``.  Metrics: clean accuracy,
+    retention (``100 * noisy / clean``) under Gaussian noise of absolute ``sigma`` at every
+    boundary (E1's setting), final relative violation ``mean | ||h||^2 / E - 1 |`` on the
+    clean test set (worst boundary).
+``equivariance``
+    invariance of the logits to D4 (rotations by 90 degrees and flips of the 8x8 digit
+    images).  ``hard`` trains the group-averaged model; ``penalty``/``ace`` penalise the
+    measured equivariance violation.  Metrics per epoch: clean accuracy, accuracy on
+    D4-transformed test images, relative equivariance error; final values in the table.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from conserve_verified.constraints import (
+    ACE,
+    EnergyConstraint,
+    EquivarianceConstraint,
+    Hard,
+    Penalty,
+    Strategy,
+    ToleranceSchedule,
+)
+from conserve_verified.data import Dataset, load
+from conserve_verified.equivariance import (
+    GroupAveraged,
+    dihedral_images,
+    equivariance_error,
+    trivial,
+)
+from conserve_verified.models import mlp_stages
+from conserve_verified.noise import GaussianNoise
+from conserve_verified.operators import Pipeline
+from conserve_verified.runner.protocol import Record, RunContext
+from conserve_verified.runner.stats import hedges_g, welch
+from conserve_verified.runner.tables import fmt_ci, fmt_p, group_by, markdown_table, values
+
+NAME = "ace"
+TITLE = "ACE: penalty vs hard projection vs adaptive constrained learning (energy, equivariance)"
+CLAIMS = ("A",)
+
+_STRATEGIES = ["none", "penalty", "hard", "ace"]
+_SIGMAS = [0.2, 0.5, 1.0]
+_COMMON: dict[str, list[Any]] = {
+    "part": ["energy", "equivariance"],
+    "strategy": _STRATEGIES,
+    "width": [64],
+    "depth": [3],
+    "lam": [1.0],
+    "eps_end": [0.05],
+    "sigmas": [_SIGMAS],
+}
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "smoke": {**_COMMON, "epochs": [1], "max_train": [256], "seed": [0]},
+    "quick": {**_COMMON, "epochs": [20], "max_train": [None], "seed": list(range(5))},
+    "paper": {**_COMMON, "epochs": [60], "max_train": [None], "seed": list(range(10))},
+}
+
+_BATCH = 64
+_LR = 1e-3
+
+
+def _strategy(config: dict[str, Any], constraint: Any, scale: float, total: int) -> Strategy | None:
+    kind = config["strategy"]
+    if kind == "none":
+        return None
+    if kind == "penalty":
+        return Penalty(constraint, float(config["lam"]) / scale)
+    if kind == "hard":
+        return Hard(constraint)
+    steps = max(1, int(0.6 * total))
+    schedule = ToleranceSchedule(scale, float(config["eps_end"]) * scale, steps)
+    return ACE(constraint, dual_lr=1.0 / scale, schedule=schedule)
+
+
+def _batches(n: int, gen: torch.Generator) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    return [perm[i : i + _BATCH] for i in range(0, n, _BATCH)]
+
+
+def _train_set(data: Dataset, config: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    m = config.get("max_train")
+    x, y = data.x_train, data.y_train
+    return (x, y) if m is None else (x[: int(m)], y[: int(m)])
+
+
+# --------------------------------------------------------------------------- energy part
+
+
+def _energy_cell(config: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    seed = int(config["seed"])
+    torch.manual_seed(seed)
+    width = int(config["width"])
+    e = float(width)
+    model = Pipeline(*mlp_stages(data.input_shape, data.num_classes, width, int(config["depth"])))
+    x, y = _train_set(data, config)
+    epochs = int(config["epochs"])
+    gen = torch.Generator().manual_seed(seed)
+    total = epochs * math.ceil(x.shape[0] / _BATCH)
+    constraint = EnergyConstraint(e)
+    strategy = _strategy(config, constraint, e, total)
+    opt = torch.optim.Adam(model.parameters(), lr=_LR)
+    recorded: list[torch.Tensor] = []
+
+    def train_hook(h: torch.Tensor, _i: int) -> torch.Tensor:
+        h = strategy.project(h) if strategy is not None else h
+        recorded.append(h)
+        return h
+
+    model.train()
+    model.set_boundary_hook(train_hook)
+    for _ in range(epochs):
+        for idx in _batches(x.shape[0], gen):
+            recorded.clear()
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            if strategy is not None:
+                loss = loss + strategy(*recorded)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if strategy is not None:
+                strategy.step()
+    model.set_boundary_hook(None)
+    model.eval()
+    xt, yt = data.x_test, data.y_test
+
+    def project(h: torch.Tensor, _i: int) -> torch.Tensor:
+        return strategy.project(h) if strategy is not None else h
+
+    with torch.no_grad():
+        with model.boundary_hook(project):
+            clean = float((model(xt).argmax(1) == yt).float().mean())
+            acts = model.boundary_activations(xt)
+        viol = max(float(constraint.violation(h)) / e for h in acts)
+        evals = []
+        for s_i, sigma in enumerate(config["sigmas"]):
+            noise = GaussianNoise(float(sigma), relative=False, seed=1_000_003 * seed + s_i)
+
+            def noisy(h: torch.Tensor, i: int, noise: GaussianNoise = noise) -> torch.Tensor:
+                return project(noise(h, i), i)
+
+            with model.boundary_hook(noisy):
+                acc = float((model(xt).argmax(1) == yt).float().mean())
+            evals.append(
+                {"sigma": float(sigma), "accuracy": acc, "retention_pct": 100 * acc / clean}
+            )
+    out: dict[str, Any] = {"clean_accuracy": clean, "final_violation": viol, "noise": evals}
+    if isinstance(strategy, ACE):
+        out["dual"] = strategy.state()["dual"]
+        out["final_tolerance"] = strategy.schedule.end / e
+        out["satisfied"] = viol <= strategy.schedule.end / e
+    return out
+
+
+# --------------------------------------------------------------------------- equivariance part
+
+
+def _equivariance_cell(config: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    seed = int(config["seed"])
+    torch.manual_seed(seed)
+    side = data.input_shape[-1]
+    rep = dihedral_images(side)
+    rep_out = trivial(rep, (data.num_classes,))
+    width = int(config["width"])
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(side * side, 2 * width),
+        nn.ReLU(),
+        nn.Linear(2 * width, 2 * width),
+        nn.ReLU(),
+        nn.Linear(2 * width, data.num_classes),
+    )
+    x, y = _train_set(data, config)
+    x = x.reshape(-1, side, side)
+    xt = data.x_test.reshape(-1, side, side)
+    yt = data.y_test
+    epochs = int(config["epochs"])
+    gen = torch.Generator().manual_seed(seed)
+    total = epochs * math.ceil(x.shape[0] / _BATCH)
+    constraint = EquivarianceConstraint(rep, rep_out)
+    strategy = _strategy(config, constraint, 1.0, total)
+    model: nn.Module = GroupAveraged(net, rep, rep_out) if isinstance(strategy, Hard) else net
+    opt = torch.optim.Adam(net.parameters(), lr=_LR)
+    g_test = torch.randint(0, rep.order, (xt.shape[0],), generator=torch.Generator().manual_seed(7))
+    xt_g = torch.stack([rep.act(xt[i], int(g_test[i])) for i in range(xt.shape[0])])
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            err = equivariance_error(model, xt, rep, rep_out)
+            return {
+                "clean_accuracy": float((model(xt).argmax(1) == yt).float().mean()),
+                "transformed_accuracy": float((model(xt_g).argmax(1) == yt).float().mean()),
+                "equivariance_error": float(err.mean()),
+                "violation": float(constraint.violation(model, xt)),
+            }
+
+    curve = []
+    for epoch in range(epochs):
+        model.train()
+        for idx in _batches(x.shape[0], gen):
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            if strategy is not None and not isinstance(strategy, Hard):
+                loss = loss + strategy(model, x[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if strategy is not None:
+                strategy.step()
+        curve.append({"epoch": epoch + 1, **evaluate()})
+    out: dict[str, Any] = {**curve[-1], "curve": curve}
+    out["final_violation"] = out.pop("violation")
+    if isinstance(strategy, ACE):
+        out["dual"] = strategy.state()["dual"]
+        out["final_tolerance"] = strategy.schedule.end
+        out["satisfied"] = out["final_violation"] <= strategy.schedule.end
+    return out
+
+
+def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    data = load(ctx.data, ctx.data_dir)
+    if config["part"] == "energy":
+        return _energy_cell(config, data)
+    if tuple(data.input_shape[-2:]) != (data.input_shape[-1],) * 2:
+        raise ValueError(f"equivariance part needs square images, got {data.input_shape}")
+    return _equivariance_cell(config, data)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _retention(r: Record, sigma: float) -> float | None:
+    for e in r["metrics"].get("noise", []):
+        if e["sigma"] == sigma:
+            return float(e["retention_pct"])
+    return None
+
+
+def _welch_rows(by: dict[str, list[Record]], get: Any, label: str) -> list[list[str]]:
+    rows = []
+    a = values(by.get("ace", []), get)
+    for other in ("none", "penalty", "hard"):
+        o = values(by.get(other, []), get)
+        if len(a) >= 2 and len(o) >= 2:
+            rows.append(
+                [label, f"ace vs {other}", fmt_p(welch(a, o).p_value), f"{hedges_g(a, o):.2f}"]
+            )
+    return rows
+
+
+def report(records: list[Record], out_dir: pathlib.Path) -> str:
+    out = [f"## {TITLE}", ""]
+    parts = group_by(records, lambda r: r["config"]["part"])
+    energy = group_by(parts.get("energy", []), lambda r: r["config"]["strategy"])
+    equiv = group_by(parts.get("equivariance", []), lambda r: r["config"]["strategy"])
+    sigmas = records[0]["config"]["sigmas"] if records else _SIGMAS
+    tests: list[list[str]] = []
+    if energy:
+        out += [
+            "**Energy constraint** `| ||h||² − E | ≤ ε` at every boundary (E = width). "
+            "Mean [95% CI] (n seeds). Retention = 100 · noisy / clean accuracy under "
+            "Gaussian noise of absolute σ at every boundary; final violation = "
+            "mean |‖h‖²/E − 1| on the clean test set, worst boundary.",
+            "",
+        ]
+        rows = []
+        for s in _STRATEGIES:
+            rs = energy.get(s, [])
+            rows.append(
+                [s, fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
+                + [fmt_ci(values(rs, lambda r, q=q: _retention(r, q))) for q in sigmas]
+                + [fmt_ci(values(rs, lambda r: r["metrics"]["final_violation"]), 4)]
+            )
+        head = ["strategy", "clean acc %"] + [f"retention σ={q}" for q in sigmas]
+        out += [markdown_table([*head, "final violation"], rows), ""]
+        for q in sigmas:
+            tests += _welch_rows(energy, lambda r, q=q: _retention(r, q), f"energy retention σ={q}")
+        tests += _welch_rows(
+            energy, lambda r: 100 * r["metrics"]["clean_accuracy"], "energy clean acc"
+        )
+        ace_rs = energy.get("ace", [])
+        if ace_rs:
+            ok = sum(bool(r["metrics"].get("satisfied")) for r in ace_rs)
+            tol = ace_rs[0]["metrics"].get("final_tolerance")
+            out += [
+                f"ACE within its final tolerance ε_end = {tol} · E: {ok}/{len(ace_rs)} seeds.",
+                "",
+            ]
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        for s in _STRATEGIES:
+            ms = []
+            for q in sigmas:
+                v = values(energy.get(s, []), lambda r, q=q: _retention(r, q))
+                ms.append(sum(v) / len(v) if v else float("nan"))
+            ax.plot(sigmas, ms, marker="o", label=s)
+        ax.set_xlabel("σ (absolute, every boundary)")
+        ax.set_ylabel("retention %")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "ace_energy_retention.png", dpi=100)
+        plt.close(fig)
+        out += ["![retention vs σ](ace_energy_retention.png)", ""]
+    if equiv:
+        out += [
+            "**Equivariance constraint**: logits invariant to D4 (rotations by 90° and flips). "
+            "Transformed acc = accuracy on test images each under a random D4 element; "
+            "equivariance error = mean ‖f(gx) − f(x)‖/‖f(x)‖ over the test set and all g; "
+            "final violation = mean squared logit difference.",
+            "",
+        ]
+        rows = []
+        for s in _STRATEGIES:
+            rs = equiv.get(s, [])
+            rows.append(
+                [
+                    s,
+                    fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"])),
+                    fmt_ci(values(rs, lambda r: 100 * r["metrics"]["transformed_accuracy"])),
+                    fmt_ci(values(rs, lambda r: r["metrics"]["equivariance_error"]), 4),
+                    fmt_ci(values(rs, lambda r: r["metrics"]["final_violation"]), 4),
+                ]
+            )
+        head = ["strategy", "clean acc %", "transformed acc %", "equiv. error", "final violation"]
+        out += [markdown_table(head, rows), ""]
+        for key in ("clean_accuracy", "transformed_accuracy"):
+            tests += _welch_rows(
+                equiv, lambda r, k=key: 100 * r["metrics"][k], f"equivariance {key}"
+            )
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+        for s in _STRATEGIES:
+            rs = equiv.get(s, [])
+            if not rs:
+                continue
+            n_ep = min(len(r["metrics"]["curve"]) for r in rs)
+            ep = list(range(1, n_ep + 1))
+            for ax, key in zip(
+                axes, ("clean_accuracy", "transformed_accuracy", "equivariance_error"), strict=True
+            ):
+                m = [sum(r["metrics"]["curve"][i][key] for r in rs) / len(rs) for i in range(n_ep)]
+                ax.plot(ep, m, label=s)
+                ax.set_title(key.replace("_", " "))
+                ax.set_xlabel("epoch")
+        axes[2].set_yscale("log")
+        axes[0].legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "ace_equivariance_curves.png", dpi=100)
+        plt.close(fig)
+        out += ["![equivariance over training](ace_equivariance_curves.png)", ""]
+    if tests:
+        out += ["Welch tests (ACE vs each other strategy):", ""]
+        out += [markdown_table(["metric", "comparison", "Welch p", "Hedges g"], tests), ""]
+    return "\n".join(out)
