@@ -21,6 +21,7 @@ Identities (tests of the same name in ``tests/test_gauge_action.py``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -96,6 +97,14 @@ def transformed_parameters(
     return out
 
 
+def _exact_exp(log_factor: torch.Tensor) -> torch.Tensor:
+    """``exp(log_factor)`` in float64, exactly ``2**k`` where ``log_factor = k log 2``."""
+    k = torch.round(log_factor / math.log(2.0))
+    pow2 = (log_factor - k * math.log(2.0)).abs() <= 1e-12 * (1.0 + k.abs())
+    exact = torch.ldexp(torch.ones_like(log_factor), k.to(torch.int32))
+    return torch.where(pow2, exact, torch.exp(log_factor))
+
+
 def gauge_transform(model: nn.Module, structure: GaugeStructure, log_scales: torch.Tensor) -> None:
     """Apply ``g(u)`` to ``model``'s parameters in place (G1: the function is unchanged).
 
@@ -108,7 +117,7 @@ def gauge_transform(model: nn.Module, structure: GaugeStructure, log_scales: tor
     with torch.no_grad():
         for act in s.actions:
             p = params[act.name]
-            factor = torch.exp(_log_factor(act, u_ext.to(p.device), p.ndim))
+            factor = _exact_exp(_log_factor(act, u_ext.to(p.device), p.ndim))
             p.copy_((p.to(torch.float64) * factor).to(p.dtype))
 
 
@@ -235,23 +244,29 @@ def balance_penalty(
 
 
 def log_scale_penalty_step(
-    model: nn.Module, structure: GaugeStructure, mu: float, lr: float
+    model: nn.Module, structure: GaugeStructure, rate: float = 0.5
 ) -> torch.Tensor:
-    """One gradient step on ``R`` taken in log-scale coordinates only; returns the step ``u``.
+    """One preconditioned step on ``R`` in log-scale coordinates only; returns the step ``u``.
 
-    ``u = -lr * dR(g(u) θ)/du`` at ``u = 0`` is applied with
-    :func:`gauge_transform`, so the function is unchanged exactly (up to one
-    rounding per parameter) whatever ``lr`` is -- unlike a Euclidean step on
-    ``R``, which moves off the orbit at second order.  Identity:
-    ``dR/du_k = <grad R, t_k>``.
+    ``u_k = -rate * (dR/du_k) / (8 mu (a_k + b_k)**2)`` at ``u = 0``: the
+    gradient of ``R(g(u) θ)`` in log-scale coordinates divided by its diagonal
+    Gauss-Newton curvature (``mu`` cancels).  For an isolated neuron this is
+    ``u = -rate * delta / (2 (a + b))`` -- the Newton step towards ``delta = 0``
+    with ``|u| <= rate / 2`` -- so it cannot blow up the scales.  The step is
+    applied with :func:`gauge_transform`, hence the function is unchanged
+    exactly (up to one rounding per parameter) whatever the rate, unlike a
+    Euclidean step on ``R``, which moves off the orbit at second order.
+    Identity: ``dR/du_k = <grad R, t_k>``.
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-        raise InvalidArgument("lr", lr, "must be a real number >= 0")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise InvalidArgument("rate", rate, "must be a real number in [0, 1]")
     s = _check_structure(structure)
     params = {k: v.detach().to(torch.float64) for k, v in s.check_model(model).items()}
     u = torch.zeros(s.num_scales, dtype=torch.float64, requires_grad=True)
-    r = balance_penalty(transformed_parameters(params, s, u), s, mu)
+    r = balance_penalty(transformed_parameters(params, s, u), s, 1.0)
     (grad,) = torch.autograd.grad(r, u)
-    step = -float(lr) * grad
+    a, b = _norms_from(params, s)
+    curvature = 8.0 * (a + b) ** 2
+    step = torch.where(curvature > 0, -float(rate) * grad / curvature.clamp_min(1e-300), 0.0)
     gauge_transform(model, s, step)
     return step.detach()
