@@ -222,3 +222,25 @@ def test_conserve_unconserved_accumulation(
         measured,
         predicted,
     )
+
+
+@given(
+    st.sampled_from([torch.float16, torch.bfloat16]),
+    st.integers(1, 64),
+    st.integers(0, 2**32 - 1),
+    st.floats(-2.0, 2.0),
+    st.floats(-4.0, 4.0),
+)
+def test_conserve_low_precision_energy(
+    dtype: torch.dtype, dim: int, seed: int, log_e: float, log_scale: float
+) -> None:
+    """FP16, BF16: the energy of ``conserve(x, E)`` for float16/bfloat16 input stays within
+    the table's ``energy_atol`` (``energy_rtol = 2u + u^2 + 32 u_acc``), measured exactly
+    enough in float64 from the stored outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(dim, generator=gen, dtype=torch.float64) * 10.0**log_scale).to(dtype)
+    if not bool((x != 0).any()):
+        return
+    e = 10.0**log_e
+    y = conserve(x, e).double()
+    assert abs(float((y * y).sum()) - e) <= energy_atol(dtype, e, dim)
