@@ -77,9 +77,17 @@ def render_experiment_page(
             "No records of this experiment were found when the documentation was built.  "
             f"Run {_rst.inline_literal(command)} and rebuild the documentation.\n"
         )
-    elif section is not None:
+    if section is not None:
         out.append(section)
     return "\n".join(out)
+
+
+def _by_dataset(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records grouped by dataset (an experiment reports each dataset separately)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(str(r.get("data", "?")), []).append(r)
+    return dict(sorted(out.items()))
 
 
 def _prefix(name: str) -> Callable[[str], str]:
@@ -100,22 +108,28 @@ def experiment_pages(report_dir: Path | None) -> dict[str, str | bytes]:
     for name in names:
         exp = experiments[name]
         records, n_errors = _records(report_dir, name)
-        section: str | None = None
-        error: str | None = None
-        if records:
+        sections: list[str] = []
+        errors: list[str] = []
+        for data, group in _by_dataset(records).items():
             with tempfile.TemporaryDirectory(prefix=f"report-{name}-") as tmp:
                 tmp_dir = Path(tmp)
                 try:
-                    markdown = exp.report(records, tmp_dir)
+                    markdown = exp.report(group, tmp_dir)
                 except Exception:
-                    error = traceback.format_exc(limit=3)
-                else:
-                    section = markdown_to_rst(str(markdown), tmp_dir, rewrite_image=_prefix(name))
-                    for png in sorted(tmp_dir.rglob("*")):
-                        if png.is_file():
-                            out[f"experiments/{name}/{png.relative_to(tmp_dir).as_posix()}"] = (
-                                png.read_bytes()
-                            )
+                    errors.append(f"dataset {data}:\n{traceback.format_exc(limit=3)}")
+                    continue
+                prefix = f"{name}/{data}"
+                sections.append(
+                    _rst.heading(f"Dataset {data} ({len(group)} records)", 2)
+                    + "\n"
+                    + markdown_to_rst(str(markdown), tmp_dir, rewrite_image=_prefix(prefix))
+                )
+                for png in sorted(tmp_dir.rglob("*")):
+                    if png.is_file():
+                        rel = png.relative_to(tmp_dir).as_posix()
+                        out[f"experiments/{prefix}/{rel}"] = png.read_bytes()
+        section = "\n".join(sections) if sections else None
+        error = "\n".join(errors) if errors else None
         out[f"experiments/{name}.rst"] = render_experiment_page(
             exp, records, n_errors, section, error
         )
@@ -158,16 +172,56 @@ def experiment_pages(report_dir: Path | None) -> dict[str, str | bytes]:
     return out
 
 
+def _claim_row_text(row: Mapping[str, Any], name: str, data: str) -> str:
+    from ..runner.tables import fmt_num, fmt_p
+
+    ours = fmt_num(row.get("mean"))
+    if row.get("low") is not None:
+        ours += f" [{fmt_num(row.get('low'))}, {fmt_num(row.get('high'))}]"
+    ours += f" (n={row.get('n', 0)})"
+    paper, p_value = fmt_num(row.get("paper")), fmt_p(row.get("p_value"))
+    return (
+        f"{_rst.escape(str(row.get('quantity', '')))}: ours {_rst.escape(ours)} vs paper "
+        f"{_rst.escape(paper)}, Welch p {_rst.escape(p_value)}"
+        f" -- **{_rst.escape(str(row.get('verdict', '?')))}** "
+        f"(:ref:`{_rst.escape(name)} <experiment-{name}>`, {_rst.escape(data)})"
+    )
+
+
 def experiment_evidence(report_dir: Path | None) -> Mapping[str, list[str]]:
-    """Per claim id, links to the experiment pages that measure it (with record counts)."""
+    """Per claim id, our measured numbers and verdicts, with links to the experiment pages.
+
+    Numbers come from an experiment's optional ``claim_rows(records)`` (the
+    rows of the runner's claims table, see :mod:`conserve_verified.runner.verdict`);
+    an experiment without it, or without records, is linked with its record count.
+    """
     experiments, _ = _discover()
     out: dict[str, list[str]] = {}
     for name in sorted(experiments):
         exp = experiments[name]
-        n = len(_records(report_dir, name)[0])
+        records = _records(report_dir, name)[0]
+        fn = getattr(exp.module, "claim_rows", None)
+        measured: set[str] = set()
+        if callable(fn):
+            for data, group in _by_dataset(records).items():
+                try:
+                    rows = list(fn(group))
+                except Exception as exc:
+                    for cid in exp.claims:
+                        out.setdefault(cid, []).append(
+                            f"claim_rows() of :ref:`{_rst.escape(name)} <experiment-{name}>` "
+                            f"failed on {_rst.escape(data)}: {_rst.escape(repr(exc))}"
+                        )
+                    continue
+                for row in rows:
+                    cid = str(row.get("claim"))
+                    measured.add(cid)
+                    out.setdefault(cid, []).append(_claim_row_text(row, name, data))
         for cid in exp.claims:
+            if cid in measured:
+                continue
             out.setdefault(cid, []).append(
                 f"measured by :ref:`{_rst.escape(name)} <experiment-{name}>` "
-                + (f"({n} records)" if n else "(no records in this build)")
+                + (f"({len(records)} records)" if records else "(no records in this build)")
             )
     return out

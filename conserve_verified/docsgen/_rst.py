@@ -42,10 +42,17 @@ def escape(text: str) -> str:
 
 
 def inline_literal(text: str) -> str:
-    """``text`` as an inline literal (``:code:`` role, safe for backticks and spaces)."""
-    body = " ".join(str(text).splitlines()).replace("\\", "\\\\").replace("`", "\\`")
-    if not body.strip():
+    """``text`` as an inline literal (``:code:`` role).
+
+    The content of a literal role is taken verbatim, so text containing a
+    backtick or ending in a backslash (which no literal can hold) falls back to
+    :func:`escape`d plain text.
+    """
+    body = " ".join(str(text).splitlines()).strip()
+    if not body:
         return ""
+    if "`" in body or body.endswith("\\"):
+        return escape(body)
     return f":code:`{body}`"
 
 
