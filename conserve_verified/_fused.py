@@ -61,10 +61,12 @@ __all__ = [
     "rows_view",
 ]
 
-#: Bytes of accumulation-dtype data per block (per operand).  Sized so that a
-#: block, its squares and its output stay in the 32 MiB L3 of the reference
-#: machine while the number of blocks (each a few parallel regions) stays small.
-BLOCK_BYTES = 1 << 21
+#: Bytes of accumulation-dtype data per block (per operand).  Each block costs
+#: a few parallel regions, and on a shared machine every region waits for all
+#: threads to be scheduled, so blocks are large: on the 2-core reference machine
+#: under load, 32 MiB blocks beat 1, 2 and 8 MiB blocks (``benchmarks/RESULTS.md``);
+#: the block buffers are reused, so no full-size temporary is allocated.
+BLOCK_BYTES = 1 << 25
 
 _enabled = True
 
