@@ -228,7 +228,9 @@ def report(records: list[dict[str, Any]], out_dir: pathlib.Path) -> str:
         "value at any step. Largest stable learning rate: the largest grid rate with no "
         "unstable run at or below it, per seed; "
         "mean ± 95% CI over seeds; ratio = method / none (geometric mean over seeds, "
-        "paired); p = Wilcoxon signed-rank test of log(ratio) (two-sided).",
+        "paired); p = Wilcoxon signed-rank test of log(ratio) (two-sided; with 5 seeds its "
+        "smallest possible value is 0.0625). A largest stable rate equal to the largest grid "
+        "rate is only a lower bound (no instability inside the grid).",
         "",
         "| loss | init | method | largest stable lr | ratio vs none | p |",
         "|---|---|---|---|---|---|",
