@@ -10,12 +10,13 @@ multiplicative, uncorrelated and fully correlated Gaussian noise of small
 ``sigma``, placed in every neuron (every Linear output) or at the pipeline
 boundaries, without and with ``C_E`` at the boundaries (the same trained
 weights; ``E`` = mean clean boundary energy).  Both are timed in the same run;
-the ratio is Monte Carlo time over predictor time.  The same records give the
+the ratio is Monte Carlo time over predictor time (the predictor's time is the
+median of ``PREDICT_REPEATS`` runs).  The same records give the
 qualitative findings: per-unit variance behind a linear layer against the
 weights' mean of squares and squared mean; the variance ratio across each ReLU.
 
 ``depth`` cells train ReLU MLPs of ``depth`` hidden layers (width 32) and
-follow additive noise injected at every boundary up to depth 20: the
+follow additive noise of ``depth_sigma`` injected at every boundary up to depth 20: the
 predicted signal-to-noise ratio per depth (checked by a smaller Monte Carlo)
 without and with conservation.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import pathlib
+import statistics
 import time
 from typing import Any
 
@@ -53,6 +55,10 @@ CLAIMS: tuple[str, ...] = ("S",)
 #: Relative-error acceptance bound and speed-ratio bound of the issue.
 MAX_REL_ERROR = 0.10
 MIN_SPEEDUP = 100.0
+#: The predictor (tens of milliseconds) is timed as the median of this many runs, so that
+#: one scheduler hiccup on a shared machine does not decide its time; the Monte Carlo
+#: estimate (seconds) is timed once.
+PREDICT_REPEATS = 5
 #: A tap whose measured and predicted variance are both below this fraction of its
 #: signal power carries no noise (e.g. fully correlated multiplicative noise after C_E).
 ZERO_FRACTION = 1e-9
@@ -63,6 +69,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "smoke": {
         "part": ["validation", "depth"],
         "sigma": [0.05],
+        "depth_sigma": [0.01],
         "samples": [1000],
         "inputs": [4],
         "max_depth": [4],
@@ -71,6 +78,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "quick": {
         "part": ["validation", "depth"],
         "sigma": [0.05],
+        "depth_sigma": [0.01],
         "samples": [10_000],
         "inputs": [20],
         "max_depth": [20],
@@ -79,6 +87,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "paper": {
         "part": ["validation", "depth"],
         "sigma": [0.05],
+        "depth_sigma": [0.01],
         "samples": [10_000],
         "inputs": [50],
         "max_depth": [20],
@@ -161,9 +170,12 @@ def _validation(config: dict[str, Any], data: Any) -> dict[str, Any]:
             for arm, model in (("plain", plain), ("conserved", conserved)):
                 inj = _injector(kind, float(config["sigma"]), seed)
                 kw = {f"{placement}_noise": inj}
-                t0 = time.perf_counter()
-                pred = predict(model, x, **kw)  # type: ignore[arg-type]
-                t_pred = time.perf_counter() - t0
+                times = []
+                for _ in range(PREDICT_REPEATS):
+                    t0 = time.perf_counter()
+                    pred = predict(model, x, **kw)  # type: ignore[arg-type]
+                    times.append(time.perf_counter() - t0)
+                t_pred = statistics.median(times)
                 t0 = time.perf_counter()
                 mc = monte_carlo(model, x, samples=int(config["samples"]), **kw)  # type: ignore[arg-type]
                 t_mc = time.perf_counter() - t0
@@ -195,12 +207,12 @@ def _depth(config: dict[str, Any], data: Any) -> dict[str, Any]:
     depth = int(config["max_depth"])
     mods = _mlp([x_train.shape[1]] + [32] * depth, data.num_classes)
     plain = Pipeline(*mods)
-    acc = _train(plain, x_train, data.y_train, steps=300, lr=2e-3)
+    acc = _train(plain, x_train, data.y_train, steps=400, lr=1e-3)
     energy = _mean_energy(plain, x_train)
     x = data.x_test.flatten(1)[: max(2, int(config["inputs"]) // 4)]
     out: dict[str, Any] = {"train_accuracy": acc, "energy": energy, "arms": {}}
     for arm, model in (("plain", plain), ("conserved", Conserved(*mods, energy=energy).eval())):
-        inj = GaussianNoise(float(config["sigma"]), seed=seed)
+        inj = GaussianNoise(float(config["depth_sigma"]), seed=seed)
         pred = predict(model, x, boundary_noise=inj)
         mc = monte_carlo(model, x, boundary_noise=inj, samples=min(2000, int(config["samples"])))
         keep = [i for i, p in enumerate(pred) if p.name.startswith("boundary")]
@@ -282,7 +294,8 @@ def _validation_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
         f"**{'PASS' if worst <= MAX_REL_ERROR else 'FAIL'}**.",
         "",
         "Speed ratio (Monte Carlo time / predictor time, measured in the same run for each "
-        f"configuration, n = {len(speedups)}): min {min(speedups):.0f}×, median "
+        f"configuration; predictor: median of {PREDICT_REPEATS} runs; n = {len(speedups)}): "
+        f"min {min(speedups):.0f}×, median "
         f"{sorted(speedups)[len(speedups) // 2]:.0f}×, mean {fmt_ci(speedups, 0)}; bound "
         f"{MIN_SPEEDUP:.0f}×: **{'PASS' if min(speedups) >= MIN_SPEEDUP else 'FAIL'}** "
         "(on the minimum).",
@@ -400,7 +413,7 @@ def _depth_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
     n = recs[0]["metrics"]["arms"]["plain"]["depth"][-1]
     return [
         f"Finding 3 — accumulation over depth (ReLU MLPs with {n} boundaries, width 32, "
-        f"additive noise σ = {recs[0]['config']['sigma']} at every boundary; predicted SNR "
+        f"additive noise σ = {recs[0]['config']['depth_sigma']} at every boundary; predicted SNR "
         "checked against a Monte Carlo of min(2,000, samples) draws per input):",
         "",
         markdown_table(
