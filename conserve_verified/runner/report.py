@@ -38,12 +38,19 @@ class ReportResult:
     problems: list[str] = field(default_factory=list)
 
 
+def _digits(x: float | None) -> int:
+    """3 decimals for values below 1 in magnitude (effect sizes, η²), else 1."""
+    return 3 if x is not None and abs(x) < 1 else 1
+
+
 def _ours(row: dict[str, Any]) -> str:
     if row.get("mean") is None:
         return "–"
+    k = _digits(row["paper"])
     if row.get("low") is None:
-        return f"{fmt_num(row['mean'])} (n={row.get('n', 0)})"
-    return f"{fmt_num(row['mean'])} [{fmt_num(row['low'])}, {fmt_num(row['high'])}] (n={row['n']})"
+        return f"{fmt_num(row['mean'], k)} (n={row.get('n', 0)})"
+    lo, hi = fmt_num(row["low"], k), fmt_num(row["high"], k)
+    return f"{fmt_num(row['mean'], k)} [{lo}, {hi}] (n={row['n']})"
 
 
 def _claims_section(rows: list[dict[str, Any]], discovery: Discovery | None) -> str:
@@ -59,7 +66,7 @@ def _claims_section(rows: list[dict[str, Any]], discovery: Discovery | None) -> 
                     [
                         cid,
                         r["quantity"],
-                        fmt_num(r["paper"]),
+                        fmt_num(r["paper"], _digits(r["paper"])),
                         _ours(r),
                         fmt_p(r.get("p_value")),
                         effect,
