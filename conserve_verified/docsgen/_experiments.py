@@ -48,7 +48,10 @@ def render_experiment_page(
 ) -> str:
     """The page of one experiment (``section`` is its report, already reST)."""
     name = str(experiment.name)
-    out = [f".. _experiment-{name}:\n", _rst.heading(f"{name}: {experiment.title}", 1)]
+    title = str(experiment.title)
+    if not title.lower().startswith(name.lower()):
+        title = f"{name}: {title}"
+    out = [f".. _experiment-{name}:\n", _rst.heading(title, 1)]
     claims = ", ".join(experiment.claims) if experiment.claims else "none"
     profiles = sorted({str(r.get("profile", "?")) for r in records})
     datasets = sorted({str(r.get("data", "?")) for r in records})
