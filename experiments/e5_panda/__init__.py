@@ -73,4 +73,4 @@ def run_cell(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def report(records: list[dict[str, Any]], out_dir: pathlib.Path) -> str:
     """Markdown section: success rates with Wilson CIs, conserved - plain with Newcombe CIs,
     paired McNemar tests, verdict against +18.9 pp, and pictures."""
-    return make_report(records, pathlib.Path(out_dir))
+    return make_report(records, pathlib.Path(out_dir), TITLE)

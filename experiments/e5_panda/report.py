@@ -128,12 +128,12 @@ def _trial_picture(groups: dict[_Key, Any], out_dir: pathlib.Path) -> str | None
     return None
 
 
-def make_report(records: list[dict[str, Any]], out_dir: pathlib.Path) -> str:
+def make_report(records: list[dict[str, Any]], out_dir: pathlib.Path, title: str) -> str:
     """The experiment's Markdown section (see :func:`experiments.e5_panda.report`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = _group(records)
     lines = [
-        "## E5 — Franka Panda perception → control (MuJoCo)",
+        f"## {title}",
         "",
         f"Success: end-effector within {100 * TOLERANCE:.0f} cm of the true target within "
         f"{TIME_LIMIT:g} s, no self-collision. Success rates pooled over runs with Wilson 95% "
