@@ -154,17 +154,27 @@ def _energy_cell(config: dict[str, Any], data: Dataset) -> dict[str, Any]:
             acts = model.boundary_activations(xt)
         viol = max(float(constraint.violation(h)) / e for h in acts)
         evals = []
-        for s_i, sigma in enumerate(config["sigmas"]):
-            noise = GaussianNoise(float(sigma), relative=False, seed=1_000_003 * seed + s_i)
+        for c_i, convention in enumerate(_CONVENTIONS):
+            for s_i, sigma in enumerate(config["sigmas"]):
+                noise = GaussianNoise(
+                    float(sigma),
+                    relative=convention == "relative",
+                    seed=1_000_003 * seed + 1_009 * c_i + s_i,
+                )
 
-            def noisy(h: torch.Tensor, i: int, noise: GaussianNoise = noise) -> torch.Tensor:
-                return project(noise(h, i), i)
+                def noisy(h: torch.Tensor, i: int, noise: GaussianNoise = noise) -> torch.Tensor:
+                    return project(noise(h, i), i)
 
-            with model.boundary_hook(noisy):
-                acc = float((model(xt).argmax(1) == yt).float().mean())
-            evals.append(
-                {"sigma": float(sigma), "accuracy": acc, "retention_pct": 100 * acc / clean}
-            )
+                with model.boundary_hook(noisy):
+                    acc = float((model(xt).argmax(1) == yt).float().mean())
+                evals.append(
+                    {
+                        "sigma": float(sigma),
+                        "convention": convention,
+                        "accuracy": acc,
+                        "retention_pct": 100 * acc / clean,
+                    }
+                )
     out: dict[str, Any] = {"clean_accuracy": clean, "final_violation": viol, "noise": evals}
     if isinstance(strategy, ACE):
         out["dual"] = strategy.state()["dual"]
