@@ -9,8 +9,22 @@ Public API (the operator and its errors)::
     Pipeline(*modules)                        the same pipeline without conservation
     conserve_boundaries(model, names, ...)    C_E on named submodules of a model
 
-Subpackages and modules with their own public API: :mod:`.contracts`,
-:mod:`.testing`, :mod:`.tolerances`, :mod:`.errors`.
+Modules and subpackages with their own public API (each lists it in ``__all__``):
+
+* :mod:`.errors`, :mod:`.tolerances`, :mod:`.contracts` -- typed errors, the
+  per-dtype tolerance table, ``check_*``/``assert_*`` runtime contracts;
+* :mod:`.testing` -- float64 oracles and Hypothesis strategies for users' models;
+* :mod:`.proof` -- the proof engine (theorems, typed verdicts, certificates,
+  the pytest plugin behind ``pytest proofs/``);
+* :mod:`.gauge` -- rescaling (gauge) actions, gauge-adapted coordinates, norm balancing;
+* :mod:`.noise` and :mod:`.propagation` -- seeded noise injectors and the
+  analytic noise-propagation predictor;
+* :mod:`.constraints` and :mod:`.equivariance` -- penalty / hard / adaptive
+  constrained (ACE) training and group-equivariance tools;
+* :mod:`.models`, :mod:`.data`, :mod:`.runner` -- experiment models, embedded
+  and local-format data sets, the resumable experiment runner and report;
+* :mod:`.robotics` -- the MuJoCo Franka Panda perception-to-control pipeline;
+* :mod:`.docsgen` -- Sphinx pages generated from the theorem registry.
 """
 
 from ._math import conserve, energy, safe_norm

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,7 @@ from conserve_verified.proof import (
     write_certificate,
     z3_implies,
 )
+from conserve_verified.proof._budget import BudgetExceeded, time_budget
 
 a, b = sp.symbols("a b", positive=True)
 x, y = z3.Reals("x y")
@@ -267,3 +271,27 @@ def test_proof_verify_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     finally:
         REGISTRY.pop("ZZ-good", None)
         REGISTRY.pop("ZZ-wrong", None)
+
+
+def test_time_budget_raises_even_when_the_body_swallows_the_timer() -> None:
+    with pytest.raises(BudgetExceeded), time_budget(0.01):
+        # e.g. C code calling back into Python swallows the timer's exception
+        with contextlib.suppress(BudgetExceeded):
+            time.sleep(0.2)
+        time.sleep(0.05)
+
+
+def test_time_budget_suspends_gc_callbacks_and_restores_them() -> None:
+    seen: list[str] = []
+
+    def cb(phase: str, info: dict[str, int]) -> None:
+        seen.append(phase)
+
+    gc.callbacks.append(cb)
+    try:
+        with time_budget(5.0):
+            assert cb not in gc.callbacks
+            gc.collect()
+        assert cb in gc.callbacks and seen == []
+    finally:
+        gc.callbacks.remove(cb)

@@ -5,10 +5,17 @@
 installed (another thread, no ``SIGALRM``), the body runs to completion and
 :class:`BudgetExceeded` is raised afterwards if it took longer than the
 budget, so an over-budget result is never used.
+
+Identity: ``time_budget(s)`` exits normally only if its body finished within
+``s`` seconds; otherwise it raises :class:`BudgetExceeded`, even when the body
+(or C code calling back into Python, such as a ``gc`` callback or ``__del__``)
+swallowed the exception raised by the timer.  Third-party ``gc.callbacks`` are
+suspended while the timer is armed, so the timer does not fire inside them.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -41,9 +48,15 @@ def time_budget(seconds: float) -> Iterator[None]:
             raise BudgetExceeded(seconds)
         return
 
+    fired = False
+
     def _on_alarm(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        fired = True
         raise BudgetExceeded(seconds)
 
+    callbacks = list(gc.callbacks)
+    gc.callbacks.clear()
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
     try:
@@ -51,3 +64,6 @@ def time_budget(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        gc.callbacks[:0] = callbacks
+    if fired or time.perf_counter() - start > seconds:
+        raise BudgetExceeded(seconds)
