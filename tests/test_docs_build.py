@@ -172,3 +172,8 @@ def test_docs_generated_pages_are_not_committed() -> None:
     ).stdout
     assert tracked == ""
     assert "generated/" in (docs_dir() / ".gitignore").read_text().splitlines()
+
+
+def test_docs_benchmarks_page_shows_the_ratio_tables(built: dict[str, Path]) -> None:
+    text = _text(built["out"] / "generated" / "benchmarks.html")
+    assert "conserve / peer" in text and "target met" in text

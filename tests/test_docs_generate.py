@@ -16,7 +16,9 @@ from conserve_verified.docsgen import (
     public_modules,
     sync_tree,
 )
+from conserve_verified.docsgen._benchmarks import BENCHMARK_RESULTS, benchmark_page
 from conserve_verified.docsgen._claims import describe_figure, load_claims, render_claims_table
+from conserve_verified.docsgen._paths import repo_root
 from conserve_verified.errors import InvalidArgument
 
 
@@ -165,3 +167,19 @@ def test_claims_table_lists_every_claim_with_its_figure() -> None:
     e1 = next(c for c in claims["claims"] if c["id"] == "E1")
     assert "conserved: 77.4 ± 1" in describe_figure(e1)
     assert "refuted by T5a" in table
+
+
+def test_benchmark_page_renders_the_committed_results_without_warnings() -> None:
+    rst = benchmark_page(repo_root())
+    text, warnings = _render(rst)
+    assert warnings == ""
+    assert text.count("<table") >= 3
+    results = (repo_root() / BENCHMARK_RESULTS).read_text(encoding="utf-8")
+    first_row = next(line for line in results.splitlines() if line.startswith("| cpu |"))
+    for cell in first_row.strip("|").split("|")[:4]:
+        assert cell.strip() in text
+
+
+def test_benchmark_page_without_results_says_so(tmp_path: Path) -> None:
+    text, warnings = _render(benchmark_page(tmp_path))
+    assert warnings == "" and "missing from this checkout" in text

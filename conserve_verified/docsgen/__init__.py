@@ -14,6 +14,8 @@ pages refer to) under ``docs/generated/``:
     one page per public module;
 ``experiments/<name>.rst``
     the latest report section of each experiment, with its plots;
+``benchmarks.rst``
+    the committed benchmark measurements (``benchmarks/RESULTS.md``);
 ``certificate.json``
     the certificate the theorem pages were rendered from.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._api import api_pages
+from ._benchmarks import benchmark_page
 from ._claims import load_claims, render_claims_table
 from ._experiments import experiment_evidence, experiment_pages
 from ._files import sync_tree
@@ -69,6 +70,7 @@ def pages(
     )
     out["claims.rst"] = render_claims_table(claims, evidence)
     out.update(api_pages())
+    out["benchmarks.rst"] = benchmark_page(repo)
     return out
 
 
