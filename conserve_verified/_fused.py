@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,12 +62,16 @@ __all__ = [
     "rows_view",
 ]
 
-#: Bytes of accumulation-dtype data per block (per operand).  Each block costs
-#: a few parallel regions, and on a shared machine every region waits for all
-#: threads to be scheduled, so blocks are large: on the 2-core reference machine
-#: under load, 32 MiB blocks beat 1, 2 and 8 MiB blocks (``benchmarks/RESULTS.md``);
-#: the block buffers are reused, so no full-size temporary is allocated.
-BLOCK_BYTES = 1 << 25
+#: Bytes of accumulation-dtype data per block (per scratch buffer).  Blocks
+#: live in per-thread scratch buffers that are allocated once and reused across
+#: calls: on the 2-core reference machine a fresh multi-MiB temporary costs more
+#: in page faults than the arithmetic on it (a 32 MiB ``torch.empty`` + fill
+#: takes ~20 ms there, against ~3 ms to fill a resident buffer), so the fast
+#: path never allocates a full-size temporary.  2 MiB blocks keep the number
+#: of kernel launches per call small (each one is a parallel region, which on a
+#: shared machine waits for both threads) while the block stays in L3; see
+#: ``benchmarks/RESULTS.md``.
+BLOCK_BYTES = 1 << 21
 
 _enabled = True
 
@@ -116,64 +121,133 @@ def _keepdim_shape(x: torch.Tensor, dims: tuple[int, ...]) -> list[int]:
 
 # --------------------------------------------------------------------------- CPU
 
+_scratch_local = threading.local()
+
+
+def _scratch(slot: int, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A reusable 1-d buffer of ``numel`` elements (per thread, slot and dtype).
+
+    The buffer grows to the largest block seen and is kept, so repeated calls
+    allocate nothing; at most two buffers of ``max(BLOCK_BYTES, one sample)``
+    bytes per dtype and thread are held.
+    """
+    cache: dict[tuple[int, torch.dtype], torch.Tensor] | None = getattr(
+        _scratch_local, "buffers", None
+    )
+    if cache is None:
+        cache = _scratch_local.buffers = {}
+    buf = cache.get((slot, dtype))
+    if buf is None or buf.numel() < numel:
+        buf = cache[(slot, dtype)] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
+
+
+def _rows(buf: torch.Tensor, t: int, n: int) -> torch.Tensor:
+    """The first ``t`` rows of ``n`` elements of a 1-d buffer, as a ``(t, n)`` view."""
+    return buf[: t * n].view(t, n)
+
 
 def _forward_blocks(
     x2: torch.Tensor, r: float, acc: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CPU forward on ``(rows, n)``: ``(y, ss)``.
+
+    ``acc == x.dtype`` (float32, float64): the sums of squares are taken block
+    by block (square into a scratch block, sum), then ``y = x * (rsqrt(ss) * r)``
+    is one whole-tensor multiply -- two passes over ``x`` as in the math.
+    Lower precision: each block is up-converted once into scratch, squared and
+    summed there, and the scaled block is rounded once into ``y``.  (With
+    ``r == 1`` the factor ``rsqrt(ss) * r`` is ``rsqrt(ss)`` exactly, so the
+    multiply by ``r`` is skipped.)
+    """
     rows, n = x2.shape
     y = torch.empty_like(x2)
-    ss = torch.empty(rows, 1, dtype=acc, device=x2.device)
+    ss = torch.empty(rows, 1, dtype=acc)
     br = _block_rows(rows, n, torch.finfo(acc).bits // 8)
-    squares = torch.empty(br * n, dtype=acc, device=x2.device)
-    upcast = torch.empty(br * n, dtype=acc, device=x2.device) if acc != x2.dtype else None
+    work = _scratch(0, br * n, acc)
+    if acc == x2.dtype:
+        if br == rows:
+            w = work.view(rows, n)
+            torch.mul(x2, x2, out=w)
+            torch.sum(w, -1, keepdim=True, out=ss)
+        else:
+            for start in range(0, rows, br):
+                stop = min(rows, start + br)
+                xc = x2[start:stop]
+                w = _rows(work, stop - start, n)
+                torch.mul(xc, xc, out=w)
+                torch.sum(w, -1, keepdim=True, out=ss[start:stop])
+        scale = torch.rsqrt(ss)
+        if r != 1.0:
+            scale.mul_(r)
+        torch.mul(x2, scale, out=y)
+        return y, ss
+    upcast = _scratch(1, br * n, acc)
+    scale = torch.empty(rows, 1, dtype=acc)
     for start in range(0, rows, br):
         stop = min(rows, start + br)
         t = stop - start
-        xc = x2[start:stop]
-        if upcast is not None:
-            xa = upcast[: t * n].view(t, n)
-            xa.copy_(xc)
-        else:
-            xa = xc
-        sq = squares[: t * n].view(t, n)
-        torch.mul(xa, xa, out=sq)
+        xa = _rows(upcast, t, n)
+        xa.copy_(x2[start:stop])
+        w = _rows(work, t, n)
+        torch.mul(xa, xa, out=w)
         block_ss = ss[start:stop]
-        torch.sum(sq, -1, keepdim=True, out=block_ss)
-        torch.mul(xa, torch.rsqrt(block_ss) * r, out=y[start:stop])
+        torch.sum(w, -1, keepdim=True, out=block_ss)
+        block_scale = scale[start:stop]
+        torch.rsqrt(block_ss, out=block_scale)
+        if r != 1.0:
+            block_scale.mul_(r)
+        torch.mul(xa, block_scale, out=y[start:stop])
     return y, ss
 
 
 def _backward_blocks(
     g2: torch.Tensor, y2: torch.Tensor, inv2: torch.Tensor, e: float
 ) -> torch.Tensor:
+    """CPU backward on ``(rows, n)``: ``(inv * r) * (g - y * (dot / e))`` per row.
+
+    ``acc == dtype`` (float32, float64): the dots ``sum(y * g)`` are taken block
+    by block, then three whole-tensor passes write the gradient in place into
+    its output.  Lower precision: each block of ``y`` and ``g`` is up-converted
+    once into scratch and the gradient block is rounded once into the output.
+    """
     rows, n = y2.shape
     acc = inv2.dtype
-    r = math.sqrt(e)
     out = torch.empty_like(g2)
     br = _block_rows(rows, n, torch.finfo(acc).bits // 8)
-    work = torch.empty(br * n, dtype=acc, device=y2.device)
-    low = acc != y2.dtype or acc != g2.dtype
-    ybuf = torch.empty(br * n, dtype=acc, device=y2.device) if low else None
-    gbuf = torch.empty(br * n, dtype=acc, device=y2.device) if low else None
-    dot = torch.empty(br, 1, dtype=acc, device=y2.device)
+    work = _scratch(0, br * n, acc)
+    dot = torch.empty(rows, 1, dtype=acc)
+    scale = inv2 * math.sqrt(e)
+    if acc == y2.dtype and acc == g2.dtype:
+        if br == rows:
+            w = work.view(rows, n)
+            torch.mul(y2, g2, out=w)
+            torch.sum(w, -1, keepdim=True, out=dot)
+        else:
+            for start in range(0, rows, br):
+                stop = min(rows, start + br)
+                w = _rows(work, stop - start, n)
+                torch.mul(y2[start:stop], g2[start:stop], out=w)
+                torch.sum(w, -1, keepdim=True, out=dot[start:stop])
+        torch.mul(y2, dot.div_(e), out=out)
+        torch.sub(g2, out, out=out)
+        return out.mul_(scale)
+    ybuf = _scratch(1, br * n, acc)
+    gbuf = _scratch(2, br * n, acc)
     for start in range(0, rows, br):
         stop = min(rows, start + br)
         t = stop - start
-        yc, gc = y2[start:stop], g2[start:stop]
-        if ybuf is not None and gbuf is not None:
-            ya = ybuf[: t * n].view(t, n)
-            ya.copy_(yc)
-            ga = gbuf[: t * n].view(t, n)
-            ga.copy_(gc)
-        else:
-            ya, ga = yc, gc
-        w = work[: t * n].view(t, n)
-        d = dot[:t]
+        ya = _rows(ybuf, t, n)
+        ya.copy_(y2[start:stop])
+        ga = _rows(gbuf, t, n)
+        ga.copy_(g2[start:stop])
+        w = _rows(work, t, n)
+        d = dot[start:stop]
         torch.mul(ya, ga, out=w)
         torch.sum(w, -1, keepdim=True, out=d)
-        torch.mul(ya, d / e, out=w)
+        torch.mul(ya, d.div_(e), out=w)
         torch.sub(ga, w, out=w)
-        torch.mul(w, inv2[start:stop] * r, out=out[start:stop])
+        torch.mul(w, scale[start:stop], out=out[start:stop])
     return out
 
 
@@ -239,11 +313,14 @@ def forward(
     rows, n = shape
     acc = tolerance(x.dtype).accumulation
     r = math.sqrt(e)
-    x2 = x.view(rows, n)
+    flat = x.ndim == 2 and len(dims) == 1
+    x2 = x if flat else x.view(rows, n)
     if x.device.type == "cuda":
         y2, ss = _cuda_kernel("forward", cuda_forward_math)(x2, r)
     else:
         y2, ss = _forward_blocks(x2, r, acc)
+    if flat:
+        return y2, ss
     return y2.view(x.shape), ss.view(_keepdim_shape(x, dims))
 
 

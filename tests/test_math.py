@@ -204,3 +204,27 @@ def test_conserve_float64_near_max() -> None:
     x = torch.tensor([[2.0**1023, -(2.0**1023)]], dtype=torch.float64)
     y = conserve(x, 2.0)
     torch.testing.assert_close(y, torch.tensor([[1.0, -1.0]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("acc", [torch.float32, torch.float64])
+def test_all_safe(acc: torch.dtype) -> None:
+    """``_all_safe(ss) == not _needs_wide(ss).any()``: one reduction decides the fast path."""
+    from conserve_verified._math import _all_safe, _needs_wide, _underflow_threshold
+
+    n = 64
+    thr = _underflow_threshold(acc, n)
+    big = torch.finfo(acc).max
+    cases = [
+        [1.0, 2.0, 3.0],
+        [thr, 1.0],
+        [thr * 0.5, 1.0],
+        [0.0, 1.0],
+        [1.0, big],
+        [1.0, math.inf],
+        [1.0, math.nan],
+        [math.nan],
+        [],
+    ]
+    for values in cases:
+        ss = torch.tensor(values, dtype=acc).reshape(-1, 1)
+        assert _all_safe(ss, acc, n) == (not bool(_needs_wide(ss, acc, n).any())), values
