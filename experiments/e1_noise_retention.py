@@ -21,7 +21,12 @@ import matplotlib.pyplot as plt
 
 from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
-from conserve_verified.runner.conservation import CONVENTIONS, evaluate_noise, train_arm
+from conserve_verified.runner.conservation import (
+    CONVENTIONS,
+    gaussian_sweep,
+    stored_retention,
+    train_arm,
+)
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.stats import hedges_g, welch
 from conserve_verified.runner.tables import fmt_ci, fmt_p, group_by, markdown_table, values
@@ -50,30 +55,16 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     data = load(ctx.data, ctx.data_dir)
     model, metrics = train_arm(config, data, ctx.device)
-    evals = []
-    for c_i, convention in enumerate(CONVENTIONS):
-        for s_i, sigma in enumerate(config["sigmas"]):
-            seed = 1_000_003 * int(config["seed"]) + 101 * c_i + s_i
-            evals.append(
-                evaluate_noise(
-                    model,
-                    data,
-                    "gaussian",
-                    sigma,
-                    convention,
-                    seed,
-                    metrics["clean_accuracy"],
-                    ctx.device,
-                )
-            )
+    seed = int(config["seed"])
+    evals = gaussian_sweep(
+        model,
+        data,
+        config["sigmas"],
+        metrics["clean_accuracy"],
+        ctx.device,
+        lambda c, s: 1_000_003 * seed + 101 * c + s,
+    )
     return {**metrics, "evaluations": evals}
-
-
-def _retention(r: Record, sigma: float, convention: str) -> float | None:
-    for e in r["metrics"]["evaluations"]:
-        if e["level"] == sigma and e["convention"] == convention:
-            return float(e["retention_pct"])
-    return None
 
 
 def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
@@ -84,7 +75,10 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
     note = f"paper: CIFAR-10; ours: {data}"
     rows = []
     for conv in CONVENTIONS:
-        ret = {a: values(by_arm.get(a, []), lambda r, c=conv: _retention(r, 0.2, c)) for a in _ARMS}
+        ret = {
+            a: values(by_arm.get(a, []), lambda r, c=conv: stored_retention(r, 0.2, c))
+            for a in _ARMS
+        }
         tag = "σ=0.2 " + ("(absolute, as in paper)" if conv == "absolute" else "(SNR-matched)")
         for arm in _ARMS:
             mean, sd = paper[arm]
@@ -128,7 +122,10 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
             rs = by_arm.get(arm, [])
             rows.append(
                 [arm, fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
-                + [fmt_ci(values(rs, lambda r, s=s, c=conv: _retention(r, s, c))) for s in sigmas]
+                + [
+                    fmt_ci(values(rs, lambda r, s=s, c=conv: stored_retention(r, s, c)))
+                    for s in sigmas
+                ]
             )
         out.append(markdown_table(["arm", "clean acc %"] + [f"σ={s}" for s in sigmas], rows))
     out += [
@@ -144,9 +141,9 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
     out += ["", "Welch tests at σ = 0.2 (conserved vs each other arm):", ""]
     rows = []
     for conv in CONVENTIONS:
-        c = values(by_arm.get("conserved", []), lambda r, c=conv: _retention(r, 0.2, c))
+        c = values(by_arm.get("conserved", []), lambda r, c=conv: stored_retention(r, 0.2, c))
         for other in ("baseline", "energy_penalized"):
-            o = values(by_arm.get(other, []), lambda r, c=conv: _retention(r, 0.2, c))
+            o = values(by_arm.get(other, []), lambda r, c=conv: stored_retention(r, 0.2, c))
             if len(c) >= 2 and len(o) >= 2:
                 rows.append([conv, other, fmt_p(welch(c, o).p_value), f"{hedges_g(c, o):.2f}"])
             else:
@@ -158,7 +155,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
             rs = by_arm.get(arm, [])
             ms = []
             for s in sigmas:
-                v = values(rs, lambda r, s=s, c=conv: _retention(r, s, c))
+                v = values(rs, lambda r, s=s, c=conv: stored_retention(r, s, c))
                 ms.append(sum(v) / len(v) if v else float("nan"))
             ax.plot(sigmas, ms, marker="o", label=arm)
         ax.set_xscale("log")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 
 from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
-from conserve_verified.runner.conservation import CONVENTIONS, evaluate_noise, train_arm
+from conserve_verified.runner.conservation import CONVENTIONS, gaussian_sweep, train_arm
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import fmt_ci, group_by, markdown_table, values
 from conserve_verified.runner.verdict import difference_row, level_row
@@ -59,19 +59,15 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     data = load(ctx.data, ctx.data_dir)
     model, metrics = train_arm(config, data, ctx.device)
-    evals = [
-        evaluate_noise(
-            model,
-            data,
-            "gaussian",
-            config["sigma"],
-            conv,
-            7_919 * int(config["seed"]) + i,
-            metrics["clean_accuracy"],
-            ctx.device,
-        )
-        for i, conv in enumerate(CONVENTIONS)
-    ]
+    seed = int(config["seed"])
+    evals = gaussian_sweep(
+        model,
+        data,
+        [config["sigma"]],
+        metrics["clean_accuracy"],
+        ctx.device,
+        lambda c, _s: 7_919 * seed + c,
+    )
     return {**metrics, "evaluations": evals}
 
 

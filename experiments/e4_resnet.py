@@ -15,7 +15,12 @@ from typing import Any
 
 from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
-from conserve_verified.runner.conservation import CONVENTIONS, evaluate_noise, train_arm
+from conserve_verified.runner.conservation import (
+    CONVENTIONS,
+    gaussian_sweep,
+    stored_retention,
+    train_arm,
+)
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import fmt_ci, group_by, markdown_table, values
 from conserve_verified.runner.verdict import difference_row
@@ -58,30 +63,16 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     data = load(ctx.data, ctx.data_dir)
     model, metrics = train_arm(config, data, ctx.device)
-    evals = []
-    for c, conv in enumerate(CONVENTIONS):
-        for s, sigma in enumerate(config["sigmas"]):
-            seed = 15_485_863 * int(config["seed"]) + 10 * c + s
-            evals.append(
-                evaluate_noise(
-                    model,
-                    data,
-                    "gaussian",
-                    sigma,
-                    conv,
-                    seed,
-                    metrics["clean_accuracy"],
-                    ctx.device,
-                )
-            )
+    seed = int(config["seed"])
+    evals = gaussian_sweep(
+        model,
+        data,
+        config["sigmas"],
+        metrics["clean_accuracy"],
+        ctx.device,
+        lambda c, s: 15_485_863 * seed + 10 * c + s,
+    )
     return {**metrics, "evaluations": evals}
-
-
-def _ret(r: Record, sigma: float, conv: str) -> float | None:
-    for e in r["metrics"]["evaluations"]:
-        if e["level"] == sigma and e["convention"] == conv:
-            return float(e["retention_pct"])
-    return None
 
 
 def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
@@ -97,8 +88,12 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
     for conv in CONVENTIONS:
         tag = "absolute, as in paper" if conv == "absolute" else "SNR-matched"
         for key, bn, sigma in settings:
-            c = values(g.get((bn, "conserved"), []), lambda r, s=sigma, v=conv: _ret(r, s, v))
-            b = values(g.get((bn, "baseline"), []), lambda r, s=sigma, v=conv: _ret(r, s, v))
+            c = values(
+                g.get((bn, "conserved"), []), lambda r, s=sigma, v=conv: stored_retention(r, s, v)
+            )
+            b = values(
+                g.get((bn, "baseline"), []), lambda r, s=sigma, v=conv: stored_retention(r, s, v)
+            )
             label = f"advantage (pp), {'with' if bn else 'without'} BN, σ={sigma} ({tag})"
             rows.append(difference_row("E4", label, float(paper[key]), c, b))
     return rows
@@ -130,7 +125,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                     fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"])),
                 ]
                 + [
-                    fmt_ci(values(rs, lambda r, s=s, c=c: _ret(r, s, c)))
+                    fmt_ci(values(rs, lambda r, s=s, c=c: stored_retention(r, s, c)))
                     for c in CONVENTIONS
                     for s in _SIGMAS
                 ]

@@ -35,7 +35,9 @@ __all__ = [
     "NOISE_KINDS",
     "build_model",
     "evaluate_noise",
+    "gaussian_sweep",
     "make_injector",
+    "stored_retention",
     "train_arm",
 ]
 
@@ -133,3 +135,31 @@ def evaluate_noise(
         "accuracy": acc,
         "retention_pct": retention_pct(acc, clean),
     }
+
+
+def gaussian_sweep(
+    model: Pipeline,
+    data: Dataset,
+    sigmas: list[float],
+    clean: float,
+    device: torch.device,
+    seed_of: Callable[[int, int], int],
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_noise` under Gaussian noise for every convention and ``sigma``.
+
+    Identity: entry ``c * len(sigmas) + s`` is ``evaluate_noise(model, data, "gaussian",
+    sigmas[s], CONVENTIONS[c], seed_of(c, s), clean, device)``.
+    """
+    return [
+        evaluate_noise(model, data, "gaussian", sigma, conv, seed_of(c, s), clean, device)
+        for c, conv in enumerate(CONVENTIONS)
+        for s, sigma in enumerate(sigmas)
+    ]
+
+
+def stored_retention(record: dict[str, Any], level: float, convention: str) -> float | None:
+    """The retention (%) a record stored for noise ``level`` under ``convention``, else ``None``."""
+    for e in record["metrics"]["evaluations"]:
+        if e["level"] == level and e["convention"] == convention:
+            return float(e["retention_pct"])
+    return None
