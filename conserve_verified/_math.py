@@ -164,7 +164,7 @@ def _all_safe(ss: torch.Tensor, acc: torch.dtype, n: int) -> bool:
     """
     if ss.numel() == 0:
         return True
-    lo, hi = torch.aminmax(ss)
+    lo, hi = torch.aminmax(ss.detach())
     return float(lo) >= _underflow_threshold(acc, n) and float(hi) <= torch.finfo(acc).max
 
 

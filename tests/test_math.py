@@ -228,3 +228,5 @@ def test_all_safe(acc: torch.dtype) -> None:
     for values in cases:
         ss = torch.tensor(values, dtype=acc).reshape(-1, 1)
         assert _all_safe(ss, acc, n) == (not bool(_needs_wide(ss, acc, n).any())), values
+    # a sum that carries autograd history is read without a grad-to-scalar warning
+    assert _all_safe(torch.ones(2, 1, dtype=acc, requires_grad=True) * 2, acc, n)
