@@ -11,7 +11,10 @@ Two models, each timed forward (inference, ``torch.no_grad``) and forward+backwa
 
 Each conserved model runs with contracts off (``CONSERVE_CHECKS=off``) and on
 (``raise``: a float64 energy check at every boundary).  Ratios are conserved
-time / plain time (``1.05`` = 5% overhead).
+time / plain time (``1.05`` = 5% overhead).  A third candidate, ``normalized``,
+is the plain pipeline with ``F.normalize`` over the same feature dims at every
+boundary (a boundary hook): the cost of torch's own normalisation at the same
+places, i.e. the floor any out-of-place per-sample rescaling pays there.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from conserve_verified import Conserved, Pipeline, contracts
@@ -53,10 +57,25 @@ def _step(
     return step
 
 
+def _normalize_boundary(h: torch.Tensor, index: int) -> torch.Tensor:
+    """``F.normalize`` over all non-batch dims (the peer of ``C_E`` at a boundary)."""
+    return F.normalize(h.flatten(1), dim=1).view_as(h)
+
+
+def _normalized_step(plain: Pipeline, x: torch.Tensor, train: bool) -> Callable[[], Any]:
+    step = _step(plain, x, train, "off")
+
+    def run() -> Any:
+        with plain.boundary_hook(_normalize_boundary):
+            return step()
+
+    return run
+
+
 def model_row(
-    name: str, plain: nn.Module, conserved: nn.Module, x: torch.Tensor, profile: Profile
+    name: str, plain: Pipeline, conserved: nn.Module, x: torch.Tensor, profile: Profile
 ) -> dict[str, Any]:
-    """Timings of ``plain`` and ``conserved`` (checks off/on) and their ratios."""
+    """Timings of ``plain``, ``conserved`` (checks off/on), ``normalized`` and their ratios."""
     plain.eval()
     conserved.eval()
     candidates: dict[str, Callable[[], Any]] = {}
@@ -64,6 +83,7 @@ def model_row(
         candidates[f"plain.{label}"] = _step(plain, x, train, "off")
         candidates[f"conserved.{label}"] = _step(conserved, x, train, "off")
         candidates[f"conserved_checks.{label}"] = _step(conserved, x, train, "raise")
+        candidates[f"normalized.{label}"] = _normalized_step(plain, x, train)
     t = best_of_rounds(candidates, profile.min_run_time, profile.threads, profile.rounds)
     ms = {k: v["median_ms"] for k, v in t.items()}
     ratios = {}
@@ -75,6 +95,7 @@ def model_row(
         ratios[f"checks_on_vs_off.{label}"] = (
             ms[f"conserved_checks.{label}"] / ms[f"conserved.{label}"]
         )
+        ratios[f"normalize_vs_plain.{label}"] = ms[f"normalized.{label}"] / ms[f"plain.{label}"]
     return {"model": name, "input_shape": list(x.shape), "timings": t, "ratios": ratios}
 
 

@@ -3,18 +3,25 @@ r"""Fast path of the conservation operator: fused forward and analytic backward.
 The reference algorithm in :mod:`conserve_verified._math` makes several passes
 over memory with full-size temporaries (an accumulation-dtype copy for
 float16/bfloat16, the squares, the scaled input).  This module computes the
-same arithmetic, in the same order, on *blocks of samples* that fit in cache:
+same arithmetic, in the same order, with the per-sample reductions taken on
+*blocks of samples* held in reusable per-thread scratch buffers:
 
-forward, per block
-    ``xa = x.to(acc)``; ``ss = sum(xa * xa)``; ``y = (xa * (rsqrt(ss) * r)).to(x.dtype)``
-backward, per block
-    ``dot = sum(ya * ga)``; ``grad = ((inv_rho * r) * (ga - ya * (dot / E))).to(g.dtype)``
+forward
+    ``ss = sum(xa * xa)`` per block (``xa = x.to(acc)`` converted once per block
+    for float16/bfloat16); ``y = (xa * (rsqrt(ss) * r)).to(x.dtype)`` -- one
+    whole-tensor multiply for float32/float64, per block (rounded once from the
+    accumulation dtype into ``y``) for float16/bfloat16
+backward
+    ``dot = sum(ya * ga)`` per block; ``grad = ((inv_rho * r) * (ga - ya * (dot / E))).to(g.dtype)``
+    -- whole-tensor passes in place in the output for float32/float64, per block
+    for float16/bfloat16
 
-so the only passes over main memory are the ones the math needs (read ``x``,
-write ``y``; read ``y`` and ``g``, write the gradient), and the temporaries are
-reused block buffers.  Each block runs exactly the element-wise operations and
-the per-sample reduction of the reference, so on CPU the results are
-bit-identical to it (``tests/test_bench_fused.py`` checks ``torch.equal``).
+so the passes over main memory are the ones the math needs plus one read of
+``x`` (or of ``y`` and ``g``) for the reduction, and no full-size temporary is
+allocated (on a VM a fresh multi-MiB buffer costs more in page faults than the
+arithmetic on it).  Each step is exactly the element-wise operation or the
+per-sample reduction of the reference, so on CPU the results are bit-identical
+to it (``tests/test_bench_fused.py`` checks ``torch.equal``).
 
 Identities:
 

@@ -41,6 +41,13 @@ def test_bench_command_writes_json_and_markdown(
 
     models = [r["model"] for r in result["sections"]["pipeline"]["rows"]]
     assert models == ["mlp", "resnet18"]
+    for r in result["sections"]["pipeline"]["rows"]:
+        ms = {k: v["median_ms"] for k, v in r["timings"].items()}
+        for label in ("fwd", "fwd_bwd"):
+            assert math.isclose(
+                r["ratios"][f"normalize_vs_plain.{label}"],
+                ms[f"normalized.{label}"] / ms[f"plain.{label}"],
+            )
     proofs = result["sections"]["proofs"]
     assert len(proofs["rows"]) == 1 and proofs["registered"] >= 1
     assert result["sections"]["propagation"]["taps"] > 0
