@@ -351,8 +351,8 @@ def _affine(
     if isinstance(m, nn.Linear):
         w = m.weight.detach().to(torch.float64)
         b = None if m.bias is None else m.bias.detach().to(torch.float64)
-        return nn.functional.linear(mean, w, b), _sandwich(cov, lambda rows: rows @ w.T)
-    b_ = mean.shape[0]
+        # A Sigma A^T per sample as two batched matmuls (no transposed copies)
+        return nn.functional.linear(mean, w, b), torch.matmul(torch.matmul(w, cov), w.T)
     fshape = mean.shape[1:]
     with torch.no_grad():
         new_mean = _call64(m, mean)
@@ -361,7 +361,6 @@ def _affine(
         def lin(rows: torch.Tensor) -> torch.Tensor:  # rows (k, n) -> (k, m): rows @ A^T
             return _flat(_call64(m, rows.reshape(-1, *fshape)) - zero)
 
-        del b_
         return new_mean, _sandwich(cov, lin)
 
 
@@ -411,24 +410,17 @@ def _conserve(
     if bool((rho == 0).any()):
         raise InvalidArgument("x", "<input>", "a clean activation at a conserved boundary is zero")
     u = mu / rho
-    # P Sigma P with the tangent projection P = I - u u^T, in O(n^2):
-    # P Sigma P = Sigma - u w^T - w u^T + (u^T Sigma u) u u^T with w = Sigma u
-    w = (cov @ u.unsqueeze(-1)).squeeze(-1)
+    # J Sigma J^T with J = (r / rho) P, the Jacobian of C_E at the mean, and the
+    # tangent projection P = I - u u^T, in O(n^2) as one rank-2 update:
+    # P Sigma P = Sigma - u w^T - w u^T + q u u^T  (w = Sigma u, q = u^T Sigma u)
+    #           = Sigma - [u, v] [v, u]^T          (v = w - q u / 2)
+    w = torch.bmm(cov, u.unsqueeze(-1)).squeeze(-1)
     q = (w * u).sum(-1, keepdim=True)
-    ut, wt = u.unsqueeze(-1), w.unsqueeze(-1)
-    proj = (
-        cov
-        - ut * wt.transpose(1, 2)
-        - wt * ut.transpose(1, 2)
-        + (q.unsqueeze(-1) * ut) * (ut.transpose(1, 2))
-    )
-    # J Sigma J^T with J = (r / rho) P, the Jacobian of C_E at the mean
-    return conserve(mean, energy, dims), (energy / rho.pow(2)).unsqueeze(-1) * proj
-
-
-def _correlation_matrix(n: int, c: float, like: torch.Tensor) -> torch.Tensor:
-    eye = torch.eye(n, dtype=like.dtype, device=like.device)
-    return (1.0 - c) * eye + c * torch.ones_like(eye)
+    v = w - 0.5 * q * u
+    scale = (energy / rho.pow(2)).unsqueeze(-1)  # (B, 1, 1) = (r / rho)^2
+    left = torch.stack((u, v), dim=-1) * scale  # (B, n, 2)
+    right = torch.stack((v, u), dim=1)  # (B, 2, n)
+    return conserve(mean, energy, dims), torch.baddbmm(cov * scale, left, right, alpha=-1.0)
 
 
 def _check_injector_dims(inj: NoiseInjector, mean: torch.Tensor) -> None:
@@ -460,16 +452,25 @@ def _noise(
     mu = _flat(mean)
     n = mu.shape[1]
     if isinstance(inj, GaussianNoise):
-        k = _correlation_matrix(n, inj.correlation, cov)
-        s2: float | torch.Tensor = inj.sigma**2
+        # cov + s2 K with K = (1 - c) I + c 1 1^T
+        c = inj.correlation
+        s2 = torch.full((mu.shape[0], 1), inj.sigma**2, dtype=cov.dtype, device=cov.device)
         if inj.relative:
             power = (mu.pow(2).sum(-1) + _diag(cov).sum(-1)) / n
-            s2 = (inj.sigma**2 * power).reshape(-1, 1, 1)
-        return mean, cov + s2 * k
+            s2 = s2 * power.unsqueeze(-1)
+        new = cov + (c * s2).unsqueeze(-1) if c != 0.0 else cov.clone()
+        _diag(new).add_((1.0 - c) * s2)
+        return mean, new
     if isinstance(inj, MultiplicativeNoise):
-        k = _correlation_matrix(n, inj.correlation, cov)
-        second = cov + mu.unsqueeze(-1) * mu.unsqueeze(-2)
-        return mean, cov + inj.sigma**2 * k * second
+        # cov + sigma^2 K o (cov + mu mu^T) with K = (1 - c) I + c 1 1^T
+        c, s2_ = inj.correlation, inj.sigma**2
+        second_diag = _diag(cov) + mu.pow(2)
+        if c != 0.0:
+            new = cov + (c * s2_) * (cov + mu.unsqueeze(-1) * mu.unsqueeze(-2))
+        else:
+            new = cov.clone()
+        _diag(new).add_((1.0 - c) * s2_ * second_diag)
+        return mean, new
     if isinstance(inj, DropoutNoise):
         f = 1.0 / (1.0 - inj.p) if inj.rescale else 1.0
         keep = 1.0 - inj.p
@@ -536,8 +537,10 @@ def predict(
                     mean, cov = _conserve(mean, cov, m.energy, m.dim)
                     clean = conserve(clean, m.energy, normalize_dims(clean, m.dim))
                 elif isinstance(m, _AFFINE):
-                    mean, cov = _affine(m, mean, cov)
-                    clean = _call64(m, clean)
+                    # mean and clean input go through the same affine map: one call
+                    rows = mean.shape[0]
+                    both, cov = _affine(m, torch.cat((mean, clean)), cov)
+                    mean, clean = both[:rows], both[rows:]
                 else:
                     mean, cov = _activation(m, mean, cov, activation)
                     clean = _call64(m, clean)
