@@ -465,8 +465,10 @@ def _noise(
         # cov + sigma^2 K o (cov + mu mu^T) with K = (1 - c) I + c 1 1^T
         c, s2_ = inj.correlation, inj.sigma**2
         second_diag = _diag(cov) + mu.pow(2)
-        if c != 0.0:
-            new = cov + (c * s2_) * (cov + mu.unsqueeze(-1) * mu.unsqueeze(-2))
+        if c != 0.0:  # (1 + c s2) cov + c s2 mu mu^T in one batched rank-1 update
+            new = torch.baddbmm(
+                cov, mu.unsqueeze(-1), mu.unsqueeze(-2), beta=1.0 + c * s2_, alpha=c * s2_
+            )
         else:
             new = cov.clone()
         _diag(new).add_((1.0 - c) * s2_ * second_diag)
