@@ -16,10 +16,14 @@ call).  The same records give the
 qualitative findings: per-unit variance behind a linear layer against the
 weights' mean of squares and squared mean; the variance ratio across each ReLU.
 
-``depth`` cells train ReLU MLPs of ``depth`` hidden layers (width 32) and
-follow additive noise of ``depth_sigma`` injected at every boundary up to depth 20: the
+``depth`` cells train ReLU MLPs of ``max_depth`` hidden layers (width 32, He-initialised,
+zero biases, full-batch Adam; 100% train / about 92% test accuracy at depth 20 in
+about 3 s) and follow additive noise of ``depth_sigma`` injected at every boundary: the
 predicted signal-to-noise ratio per depth (checked by a smaller Monte Carlo)
-without and with conservation.
+without and with conservation, and for the conserved arm the validity diagnostic of
+the first-order C_E step (linearity ratio and the share of each boundary's noise that
+passed a C_E step above ``LINEARITY_THRESHOLD``), so the report names the boundaries
+outside the small-noise regime.
 
 Acceptance (issue 6): relative error <= 10% at every tap that carries noise,
 predictor >= 100x faster than the Monte Carlo estimate.
@@ -45,7 +49,7 @@ from torch import nn
 from conserve_verified import Conserved, Pipeline
 from conserve_verified.data import load
 from conserve_verified.noise import GaussianNoise, MultiplicativeNoise, NoiseInjector
-from conserve_verified.propagation import LayerNoise, monte_carlo, predict
+from conserve_verified.propagation import LINEARITY_THRESHOLD, LayerNoise, monte_carlo, predict
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import fmt_ci, group_by, markdown_table
 
@@ -65,6 +69,16 @@ WARMUP_SAMPLES = 100
 #: A tap whose measured and predicted variance are both below this fraction of its
 #: signal power carries no noise (e.g. fully correlated multiplicative noise after C_E).
 ZERO_FRACTION = 1e-9
+
+#: Depth study: width of the hidden layers and full-batch Adam schedule of the deep MLPs
+#: (He-initialised, zero biases; about 3 s for 20 hidden layers on one core).
+DEPTH_WIDTH = 32
+DEPTH_STEPS = 300
+DEPTH_LR = 3e-3
+#: A depth-study boundary is reported outside the first-order regime when more than this
+#: share of its predicted noise variance passed a C_E step with linearity ratio above
+#: :data:`~conserve_verified.propagation.LINEARITY_THRESHOLD`.
+OUTSIDE_SHARE = 0.1
 
 _NOISE_TYPES = ["additive", "additive-correlated", "multiplicative", "multiplicative-correlated"]
 
@@ -116,6 +130,20 @@ def _train(model: Pipeline, x: torch.Tensor, y: torch.Tensor, steps: int, lr: fl
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     model.eval()
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def _he_init(mods: list[nn.Module]) -> None:
+    """He (Kaiming-normal, fan-in, ReLU gain) weights and zero biases for every Linear."""
+    for mod in mods:
+        for layer in mod.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model(x).argmax(1) == y).float().mean())
 
@@ -213,19 +241,28 @@ def _depth(config: dict[str, Any], data: Any) -> dict[str, Any]:
     torch.manual_seed(seed)
     x_train = data.x_train.flatten(1)
     depth = int(config["max_depth"])
-    mods = _mlp([x_train.shape[1]] + [32] * depth, data.num_classes)
+    mods = _mlp([x_train.shape[1]] + [DEPTH_WIDTH] * depth, data.num_classes)
+    _he_init(mods)
     plain = Pipeline(*mods)
-    acc = _train(plain, x_train, data.y_train, steps=400, lr=1e-3)
+    acc = _train(plain, x_train, data.y_train, steps=DEPTH_STEPS, lr=DEPTH_LR)
+    test_acc = _accuracy(plain, data.x_test.flatten(1), data.y_test)
     energy = _mean_energy(plain, x_train)
     x = data.x_test.flatten(1)[: max(2, int(config["inputs"]) // 4)]
-    out: dict[str, Any] = {"train_accuracy": acc, "energy": energy, "arms": {}}
+    out: dict[str, Any] = {
+        "train_accuracy": acc,
+        "test_accuracy": test_acc,
+        "energy": energy,
+        "arms": {},
+    }
     for arm, model in (("plain", plain), ("conserved", Conserved(*mods, energy=energy).eval())):
         inj = GaussianNoise(float(config["depth_sigma"]), seed=seed)
-        pred = predict(model, x, boundary_noise=inj)
+        pred = predict(model, x, boundary_noise=inj, linearity_threshold=LINEARITY_THRESHOLD)
         mc = monte_carlo(model, x, boundary_noise=inj, samples=min(2000, int(config["samples"])))
         keep = [i for i, p in enumerate(pred) if p.name.startswith("boundary")]
         out["arms"][arm] = {
             "depth": list(range(1, len(keep) + 1)),
+            "linearity": [pred[i].max_linearity for i in keep],
+            "outside_share": [pred[i].outside_share for i in keep],
             "noise_predicted": [pred[i].noise_variance for i in keep],
             "noise_measured": [mc[i].noise_variance for i in keep],
             "snr_predicted": [pred[i].snr for i in keep],
@@ -379,6 +416,22 @@ def _plot_validation(groups: dict[tuple[str, str, str], list[Any]], path: pathli
     plt.close(fig)
 
 
+def _ranges(values: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1–3, 7"`` (``"none"`` when empty)."""
+    if not values:
+        return "none"
+    parts: list[str] = []
+    start = prev = values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(parts)
+
+
 def _depth_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
     rows = []
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
@@ -397,16 +450,25 @@ def _depth_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
                 abs(p / m - 1)
                 for p, m in zip(d["noise_predicted"], d["noise_measured"], strict=True)
             ]
+            shares = d.get("outside_share") or [None] * len(depth)
+            out = [k for k, sh in enumerate(shares) if sh is not None and sh > OUTSIDE_SHARE]
+            inside = [e for k, e in enumerate(rel) if k not in out]
+            lin = [v for v in d.get("linearity") or [] if v is not None]
+            test_acc = rec["metrics"].get("test_accuracy")
             rows.append(
                 [
                     arm,
                     rec["config"]["seed"],
                     f"{rec['metrics']['train_accuracy']:.3f}",
+                    "–" if test_acc is None else f"{test_acc:.3f}",
                     f"{snr_db[0]:.1f}",
                     f"{snr_db[half - 1]:.1f}",
                     f"{snr_db[-1]:.1f}",
                     f"{snr_db[-1] - snr_db[half - 1]:+.1f}",
                     f"{100 * max(rel):.1f}%",
+                    f"{100 * max(inside):.1f}%" if inside else "–",
+                    f"{max(lin):.3f}" if lin else "–",
+                    _ranges([depth[k] for k in out]),
                 ]
             )
     ax[0].set_xlabel("boundary (depth)")
@@ -420,20 +482,31 @@ def _depth_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
     plt.close(fig)
     n = recs[0]["metrics"]["arms"]["plain"]["depth"][-1]
     return [
-        f"Finding 3 — accumulation over depth (ReLU MLPs with {n} boundaries, width 32, "
+        f"Finding 3 — accumulation over depth (ReLU MLPs with {n} boundaries, width "
+        f"{DEPTH_WIDTH}, He-initialised, full-batch Adam, {DEPTH_STEPS} steps at lr {DEPTH_LR}; "
         f"additive noise σ = {recs[0]['config']['depth_sigma']} at every boundary; predicted SNR "
-        "checked against a Monte Carlo of min(2,000, samples) draws per input):",
+        "checked against a Monte Carlo of min(2,000, samples) draws per input).  Validity of "
+        "the first-order C_E step: the linearity ratio noise std / ρ where C_E is linearised "
+        f"(max over boundaries and inputs); a boundary is *outside the small-noise regime* when "
+        f"more than {100 * OUTSIDE_SHARE:.0f}% of its predicted noise variance passed a C_E "
+        f"step with ratio > {LINEARITY_THRESHOLD} (`LINEARITY_THRESHOLD`; "
+        "`predict(linearity_threshold=...)`); its prediction is first-order only and the "
+        "error there is not covered by the small-noise validation above.",
         "",
         markdown_table(
             [
                 "arm",
                 "seed",
                 "train acc.",
+                "test acc.",
                 "SNR dB @1",
                 f"SNR dB @{n // 2}",
                 f"SNR dB @{n}",
                 "change, 2nd half",
                 "max rel. err. (MC)",
+                "max rel. err., in regime",
+                "max ratio",
+                "boundaries outside regime",
             ],
             rows,
         ),

@@ -306,3 +306,91 @@ def test_batchnorm_in_training_mode_rejected() -> None:
         predict(model, _x(), boundary_noise=GaussianNoise(0.1))
     model.eval()
     predict(model, _x(), boundary_noise=GaussianNoise(0.1))
+
+
+# --------------------------------------------------------------------------- validity diagnostic
+
+
+def _boundary_taps(taps: list[LayerNoise]) -> list[LayerNoise]:
+    return [t for t in taps if t.name.startswith("boundary")]
+
+
+def test_linearity_is_noise_std_over_clean_norm_at_first_boundary() -> None:
+    mods, x, sigma = _mlp(), _x(), 0.05
+    model = Conserved(*mods, energy=4.0)
+    taps = predict(model, x, boundary_noise=GaussianNoise(sigma, seed=1))
+    first = _boundary_taps(taps)[0]
+    with torch.no_grad():
+        h = mods[0](x).to(torch.float64)  # clean input of the first C_E, no noise upstream
+    expected = sigma * math.sqrt(h.shape[1]) / h.norm(dim=1)
+    assert first.linearity is not None
+    torch.testing.assert_close(first.linearity, expected)
+    assert first.max_linearity == pytest.approx(float(expected.max()))
+    assert all(t.linearity is None for t in taps if not t.name.startswith("boundary"))
+
+
+def test_linearity_absent_without_conservation_and_outside_absent_without_threshold() -> None:
+    taps = predict(Pipeline(*_mlp()), _x(), boundary_noise=GaussianNoise(0.05, seed=1))
+    assert all(t.linearity is None and t.max_linearity is None for t in taps)
+    assert all(t.outside is None and t.outside_share is None for t in taps)
+
+
+def test_outside_share_extremes() -> None:
+    model, x = Conserved(*_mlp(), energy=4.0), _x()
+    noise = GaussianNoise(0.05, seed=1)
+    none = predict(model, x, boundary_noise=noise, linearity_threshold=1e6)
+    every = predict(model, x, boundary_noise=noise, linearity_threshold=1e-12)
+    assert all(t.outside_share == 0.0 for t in none)
+    first = next(i for i, t in enumerate(every) if t.name == "boundary0")
+    assert all(t.outside_share == 0.0 for t in every[:first])
+    # everything after the first flagged C_E passed it (fresh noise at later
+    # boundaries goes through a flagged C_E too)
+    for t in _boundary_taps(every):
+        assert t.outside_share == pytest.approx(1.0)
+    # the threshold only adds a diagnostic: the prediction itself is unchanged
+    for a, b in zip(none, every, strict=True):
+        torch.testing.assert_close(a.variance, b.variance, rtol=0, atol=0)
+
+
+def test_outside_part_is_the_noise_carried_from_the_flagged_boundary() -> None:
+    """Flag only boundary 0: its carried part is exactly the variance that noise at
+    boundary 0 alone produces downstream (the maps after it are linear).
+
+    Stage 1 is the identity, so boundary 1 sees the tangent part of the boundary-0
+    noise (ratio ``sqrt(15/16)`` of boundary 0's) plus a little fresh noise.
+    """
+    torch.manual_seed(0)
+    ident = nn.Linear(16, 16)
+    with torch.no_grad():
+        ident.weight.copy_(torch.eye(16))
+        ident.bias.zero_()
+    model = Conserved(
+        nn.Sequential(nn.Linear(12, 16), nn.ReLU()), ident, nn.Linear(16, 5), energy=1e4
+    )
+    x = _x(b=1)
+
+    def noise() -> Compose:
+        return Compose(
+            GaussianNoise(0.05, boundaries=[0], seed=1), GaussianNoise(0.01, boundaries=[1], seed=2)
+        )
+
+    k0, k1 = (t.max_linearity for t in _boundary_taps(predict(model, x, boundary_noise=noise())))
+    assert k0 is not None and k1 is not None and k1 < k0
+    flagged = predict(model, x, boundary_noise=noise(), linearity_threshold=(k0 + k1) / 2)
+    only0 = predict(model, x, boundary_noise=GaussianNoise(0.05, boundaries=[0], seed=1))
+    for f, o in zip(flagged, only0, strict=True):
+        assert f.outside is not None
+        torch.testing.assert_close(f.outside, o.variance, rtol=1e-9, atol=1e-15)
+    last = _boundary_taps(flagged)[-1]
+    assert last.outside_share is not None and 0.0 < last.outside_share < 1.0
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, math.nan, math.inf])
+def test_invalid_linearity_threshold_rejected(bad: float) -> None:
+    with pytest.raises(InvalidArgument, match="linearity_threshold"):
+        predict(Conserved(*_mlp(), energy=4.0), _x(), linearity_threshold=bad)
+
+
+def test_linearity_threshold_type_rejected() -> None:
+    with pytest.raises(InvalidArgumentType, match="linearity_threshold"):
+        predict(Conserved(*_mlp(), energy=4.0), _x(), linearity_threshold="0.02")  # type: ignore[arg-type]
