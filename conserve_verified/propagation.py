@@ -25,7 +25,12 @@ activation through the network, layer by layer:
   ``r = sqrt(E)`` -- the tangent projection scaled by ``r / rho``:
   ``Sigma' = J Sigma J^T``, ``mu' = C_E(mu)``.  This step is first order in
   ``||noise|| / rho``: accurate for small noise, not for large discrete jumps
-  such as dropout of a unit carrying much of the energy.
+  such as dropout of a unit carrying much of the energy.  Each ``C_E`` tap
+  records this ratio (:attr:`LayerNoise.linearity`); with
+  ``predict(..., linearity_threshold=LINEARITY_THRESHOLD)`` the noise that passed
+  a ``C_E`` step above the threshold is tracked downstream
+  (:attr:`LayerNoise.outside_share`), because a deep contracting stack amplifies
+  the neglected ``O(ratio^2)`` terms relative to the first-order noise.
 * **noise injectors** of :mod:`conserve_verified.noise` (exact second moments):
   additive ``Sigma += s^2 K`` with ``K = (1 - c) I + c 1 1^T`` (relative noise:
   ``s^2 = sigma^2 (||mu||^2 + tr Sigma) / n``); multiplicative
