@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
         resnet=(8, 64, 32),
         max_theorems=None,
         proof_timeout_s=20.0,
-        propagation=(4, 64, 4, 2000),
+        propagation=(20, 64, 4, 10_000),
         hypothesis_examples=50,
     ),
     "full": Profile(
