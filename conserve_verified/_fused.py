@@ -154,6 +154,27 @@ def _rows(buf: torch.Tensor, t: int, n: int) -> torch.Tensor:
     return buf[: t * n].view(t, n)
 
 
+def _row_dots(
+    a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, work: torch.Tensor, br: int
+) -> None:
+    """``out[i] = sum_j a[i, j] * b[i, j]`` on ``(rows, n)``, ``br`` rows at a time.
+
+    Each block's products go to the scratch ``work`` and are reduced by
+    ``torch.sum`` (the same per-row reduction as the reference path).
+    """
+    rows, n = a.shape
+    if br == rows:
+        w = work.view(rows, n)
+        torch.mul(a, b, out=w)
+        torch.sum(w, -1, keepdim=True, out=out)
+        return
+    for start in range(0, rows, br):
+        stop = min(rows, start + br)
+        w = _rows(work, stop - start, n)
+        torch.mul(a[start:stop], b[start:stop], out=w)
+        torch.sum(w, -1, keepdim=True, out=out[start:stop])
+
+
 def _forward_blocks(
     x2: torch.Tensor, r: float, acc: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,17 +194,7 @@ def _forward_blocks(
     br = _block_rows(rows, n, torch.finfo(acc).bits // 8)
     work = _scratch(0, br * n, acc)
     if acc == x2.dtype:
-        if br == rows:
-            w = work.view(rows, n)
-            torch.mul(x2, x2, out=w)
-            torch.sum(w, -1, keepdim=True, out=ss)
-        else:
-            for start in range(0, rows, br):
-                stop = min(rows, start + br)
-                xc = x2[start:stop]
-                w = _rows(work, stop - start, n)
-                torch.mul(xc, xc, out=w)
-                torch.sum(w, -1, keepdim=True, out=ss[start:stop])
+        _row_dots(x2, x2, ss, work, br)
         scale = torch.rsqrt(ss)
         if r != 1.0:
             scale.mul_(r)
@@ -226,16 +237,7 @@ def _backward_blocks(
     dot = torch.empty(rows, 1, dtype=acc)
     scale = inv2 * math.sqrt(e)
     if acc == y2.dtype and acc == g2.dtype:
-        if br == rows:
-            w = work.view(rows, n)
-            torch.mul(y2, g2, out=w)
-            torch.sum(w, -1, keepdim=True, out=dot)
-        else:
-            for start in range(0, rows, br):
-                stop = min(rows, start + br)
-                w = _rows(work, stop - start, n)
-                torch.mul(y2[start:stop], g2[start:stop], out=w)
-                torch.sum(w, -1, keepdim=True, out=dot[start:stop])
+        _row_dots(y2, g2, dot, work, br)
         torch.mul(y2, dot.div_(e), out=out)
         torch.sub(g2, out, out=out)
         return out.mul_(scale)

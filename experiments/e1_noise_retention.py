@@ -19,13 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import (
     CONVENTIONS,
-    gaussian_sweep,
     stored_retention,
-    train_arm,
+    train_and_sweep,
 )
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.stats import hedges_g, welch
@@ -53,18 +51,10 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 
 
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    data = load(ctx.data, ctx.data_dir)
-    model, metrics = train_arm(config, data, ctx.device)
     seed = int(config["seed"])
-    evals = gaussian_sweep(
-        model,
-        data,
-        config["sigmas"],
-        metrics["clean_accuracy"],
-        ctx.device,
-        lambda c, s: 1_000_003 * seed + 101 * c + s,
+    return train_and_sweep(
+        config, ctx, config["sigmas"], lambda c, s: 1_000_003 * seed + 101 * c + s
     )
-    return {**metrics, "evaluations": evals}
 
 
 def claim_rows(records: list[Record]) -> list[dict[str, Any]]:

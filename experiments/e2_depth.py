@@ -15,9 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
-from conserve_verified.runner.conservation import CONVENTIONS, gaussian_sweep, train_arm
+from conserve_verified.runner.conservation import CONVENTIONS, train_and_sweep
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import fmt_ci, group_by, markdown_table, values
 from conserve_verified.runner.verdict import difference_row, level_row
@@ -57,18 +56,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 
 
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    data = load(ctx.data, ctx.data_dir)
-    model, metrics = train_arm(config, data, ctx.device)
     seed = int(config["seed"])
-    evals = gaussian_sweep(
-        model,
-        data,
-        [config["sigma"]],
-        metrics["clean_accuracy"],
-        ctx.device,
-        lambda c, _s: 7_919 * seed + c,
-    )
-    return {**metrics, "evaluations": evals}
+    return train_and_sweep(config, ctx, [config["sigma"]], lambda c, _s: 7_919 * seed + c)
 
 
 def _ret(r: Record, conv: str) -> float | None:

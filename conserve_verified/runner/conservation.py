@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..data import Dataset
+from ..data import Dataset, load
 from ..errors import InvalidArgument
 from ..models import build_pipeline, cnn_stages, mlp_stages, resnet18_stages
 from ..noise import BiasNoise, DropoutNoise, GaussianNoise, pgd
@@ -38,6 +38,7 @@ __all__ = [
     "gaussian_sweep",
     "make_injector",
     "stored_retention",
+    "train_and_sweep",
     "train_arm",
 ]
 
@@ -163,3 +164,21 @@ def stored_retention(record: dict[str, Any], level: float, convention: str) -> f
         if e["level"] == level and e["convention"] == convention:
             return float(e["retention_pct"])
     return None
+
+
+def train_and_sweep(
+    config: dict[str, Any],
+    ctx: Any,
+    sigmas: list[float],
+    seed_of: Callable[[int, int], int],
+) -> dict[str, Any]:
+    """One Gaussian-noise cell: train ``config``'s arm on ``ctx``'s data, then sweep.
+
+    Identity: the result is ``train_arm``'s metrics plus ``"evaluations"`` =
+    :func:`gaussian_sweep` over ``sigmas`` with ``seed_of``; ``ctx`` is the
+    runner's :class:`~conserve_verified.runner.protocol.RunContext`.
+    """
+    data = load(ctx.data, ctx.data_dir)
+    model, metrics = train_arm(config, data, ctx.device)
+    evals = gaussian_sweep(model, data, sigmas, metrics["clean_accuracy"], ctx.device, seed_of)
+    return {**metrics, "evaluations": evals}
