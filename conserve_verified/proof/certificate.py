@@ -19,7 +19,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 import z3
 
 from .. import __version__
+from ..atomic import atomic_write_text
 from ._verdict import Verdict
 from .check import TheoremResult
 
@@ -108,16 +108,6 @@ def write_certificate(
 ) -> Path:
     """Write :func:`certificate` to ``path`` atomically (temp file + rename); return the path."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(certificate(results, timeout_s), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, data)
     return target

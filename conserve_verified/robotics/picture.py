@@ -7,9 +7,7 @@ Files are written atomically (temporary file in the same folder, then rename).
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 from collections.abc import Mapping
 
 import matplotlib
@@ -19,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Circle
 
+from ..atomic import atomic_path
 from ..errors import InvalidArgument
 
 __all__ = ["plot_trials", "save_figure"]
@@ -26,17 +25,11 @@ __all__ = ["plot_trials", "save_figure"]
 
 def save_figure(fig: matplotlib.figure.Figure, path: pathlib.Path) -> None:
     """Save ``fig`` as PNG at ``path`` atomically and close it."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def plot_trials(

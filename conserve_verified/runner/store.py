@@ -14,13 +14,11 @@ count as finished; a rerun retries failed cells.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import pathlib
-import tempfile
 from typing import Any
 
+from ..atomic import atomic_write_text
 from ..errors import InvalidArgument
 from .protocol import Record
 
@@ -28,27 +26,6 @@ __all__ = ["RECORD_KEYS", "ResultStore", "atomic_write_json", "atomic_write_text
 
 #: Keys every stored record has.
 RECORD_KEYS = ("experiment", "config", "data", "profile", "key", "status", "metrics", "error")
-
-
-def atomic_write_text(path: pathlib.Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (tmp file + fsync + os.replace + dir fsync)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def atomic_write_json(path: pathlib.Path, obj: Any) -> None:

@@ -20,12 +20,12 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import numpy as np
 import torch
 
+from conserve_verified.atomic import atomic_path
 from conserve_verified.errors import InvalidArgument
 from conserve_verified.operators import Pipeline
 from conserve_verified.robotics import (
@@ -60,15 +60,8 @@ def _cache_path(out_dir: pathlib.Path, keys: dict[str, Any]) -> pathlib.Path:
 
 
 def _atomic_save(obj: Any, path: pathlib.Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def trained_pipeline(

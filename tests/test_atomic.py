@@ -1,0 +1,36 @@
+"""``conserve_verified.atomic``: a write is complete or absent, never half done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conserve_verified.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+
+
+def test_atomic_write_bytes_then_read_gives_the_bytes(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f.bin"
+    atomic_write_bytes(target, b"\x00abc")
+    assert target.read_bytes() == b"\x00abc"
+    atomic_write_text(target, "ünïcode\n")
+    assert target.read_text(encoding="utf-8") == "ünïcode\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]
+
+
+def test_atomic_path_failure_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer died")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_atomic_path_temporary_is_beside_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "f.pt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"x")
+    assert target.read_bytes() == b"x"
