@@ -52,7 +52,7 @@ from torch import nn
 
 from ._math import normalize_dims, safe_norm, validate_finite, validate_tensor
 from .errors import InvalidArgument, InvalidArgumentType
-from .operators import Pipeline
+from .operators import BoundaryHandle, Pipeline
 from .tolerances import accumulation_dtype
 
 __all__ = [
@@ -539,23 +539,8 @@ class Compose:
         return f"Compose({', '.join(map(repr, self.injectors))})"
 
 
-class NoiseHandle:
+class NoiseHandle(BoundaryHandle):
     """Handle returned by :func:`inject`; ``remove()`` takes the noise out again."""
-
-    def __init__(self, handles: list[Any], names: list[str]) -> None:
-        self._handles = handles
-        self.names = names
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def __enter__(self) -> NoiseHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 _DEFAULT_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

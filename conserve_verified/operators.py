@@ -16,7 +16,7 @@ Identity: for ``p = Conserved(m1, ..., mk, energy=E)`` the input of every
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -186,7 +186,11 @@ class Conserved(Pipeline):
 
 
 class BoundaryHandle:
-    """Handle returned by :func:`conserve_boundaries`; ``remove()`` undoes the wrapping."""
+    """Handle returned by :func:`conserve_boundaries`; ``remove()`` undoes the wrapping.
+
+    Holds the forward hooks installed on the submodules ``names``; ``remove()``
+    (or leaving the ``with`` block) removes every one of them, once.
+    """
 
     def __init__(self, handles: list[torch.utils.hooks.RemovableHandle], names: list[str]) -> None:
         self._handles = handles
@@ -197,7 +201,7 @@ class BoundaryHandle:
             h.remove()
         self._handles.clear()
 
-    def __enter__(self) -> BoundaryHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
