@@ -12,6 +12,7 @@ from conserve_verified.errors import InvalidArgument, InvalidArgumentType
 from conserve_verified.runner.stats import (
     cohens_d,
     hedges_g,
+    hedges_g_from_stats,
     mean_ci,
     two_way_anova,
     welch,
@@ -143,3 +144,11 @@ def test_stats_reject_bad_input_with_typed_errors() -> None:
         welch_from_stats(1.0, 0.1, 1, 2.0, 0.1, 5)
     with pytest.raises(InvalidArgument, match="same number"):
         two_way_anova([1.0, 2.0, 3.0, 4.0, 5.0], [0, 0, 1, 1, 1], [0, 1, 0, 1, 1])
+
+
+def test_hedges_g_from_stats_equals_hedges_g_of_the_samples() -> None:
+    stats_a = (float(np.mean(A)), float(np.std(A, ddof=1)), len(A))
+    stats_b = (float(np.mean(B)), float(np.std(B, ddof=1)), len(B))
+    assert hedges_g_from_stats(*stats_a, *stats_b) == pytest.approx(hedges_g(A, B), rel=1e-12)
+    assert hedges_g_from_stats(1.0, 0.0, 3, 1.0, 0.0, 4) == 0.0
+    assert hedges_g_from_stats(2.0, 0.0, 3, 1.0, 0.0, 4) == math.inf

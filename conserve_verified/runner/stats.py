@@ -5,8 +5,8 @@ r"""Statistics for experiment reports (thin, checked wrappers over :mod:`scipy.s
 * :func:`welch` -- Welch's unequal-variance t-test of two samples.
 * :func:`welch_from_stats` -- the same test from summary statistics (mean, SD, n),
   used to compare our runs with a paper's reported ``mean ± SD`` over its seeds.
-* :func:`cohens_d` / :func:`hedges_g` -- standardised mean difference with the
-  pooled SD, and its small-sample bias correction
+* :func:`cohens_d` / :func:`hedges_g` / :func:`hedges_g_from_stats` -- standardised
+  mean difference with the pooled SD, and its small-sample bias correction
   ``g = d · (1 - 3 / (4 (n_a + n_b) - 9))``.
 * :func:`two_way_anova` -- two-factor ANOVA with interaction for a balanced
   design, with each effect's partial η² (used for the architecture × dataset
@@ -36,6 +36,7 @@ __all__ = [
     "TTest",
     "cohens_d",
     "hedges_g",
+    "hedges_g_from_stats",
     "mean_ci",
     "mean_diff_ci",
     "two_way_anova",
@@ -174,25 +175,45 @@ def welch(a: Sequence[float], b: Sequence[float]) -> TTest:
     )
 
 
+def _pooled_d(
+    mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int
+) -> float:
+    pooled = math.sqrt(((n_a - 1) * var_a + (n_b - 1) * var_b) / (n_a + n_b - 2))
+    diff = float(mean_a - mean_b)
+    if pooled == 0.0:
+        return 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
+    return diff / pooled
+
+
+def _hedges_factor(n_total: int) -> float:
+    return 1.0 - 3.0 / (4.0 * n_total - 9.0)
+
+
 def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
     """Cohen's d: ``(mean_a - mean_b) / s_pooled``.
 
     ``s_pooled² = ((n_a - 1) s_a² + (n_b - 1) s_b²) / (n_a + n_b - 2)``.
     """
     xa, xb = _sample(a, "a", 2), _sample(b, "b", 2)
-    na, nb = xa.size, xb.size
-    pooled = math.sqrt(((na - 1) * xa.var(ddof=1) + (nb - 1) * xb.var(ddof=1)) / (na + nb - 2))
-    diff = float(xa.mean() - xb.mean())
-    if pooled == 0.0:
-        return 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
-    return diff / pooled
+    var_a, var_b = float(xa.var(ddof=1)), float(xb.var(ddof=1))
+    return _pooled_d(float(xa.mean()), var_a, xa.size, float(xb.mean()), var_b, xb.size)
 
 
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     """Hedges' g: ``cohens_d(a, b) · (1 - 3 / (4 (n_a + n_b) - 9))``."""
     d = cohens_d(a, b)
     n = len(list(a)) + len(list(b))
-    return d * (1.0 - 3.0 / (4.0 * n - 9.0))
+    return d * _hedges_factor(n)
+
+
+def hedges_g_from_stats(
+    mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int
+) -> float:
+    """Hedges' g from summary statistics (SDs with ``ddof=1``), as :func:`hedges_g`.
+
+    Identity: equals ``hedges_g(a, b)`` for samples with those means, SDs and sizes.
+    """
+    return _pooled_d(mean_a, sd_a**2, n_a, mean_b, sd_b**2, n_b) * _hedges_factor(n_a + n_b)
 
 
 @dataclass(frozen=True)

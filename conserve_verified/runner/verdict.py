@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .stats import hedges_g, mean_ci, mean_diff_ci, welch, welch_from_stats
+from .stats import hedges_g, hedges_g_from_stats, mean_ci, mean_diff_ci, welch, welch_from_stats
 
 __all__ = ["VERDICTS", "difference_row", "level_row"]
 
@@ -100,13 +100,7 @@ def level_row(
     p = g = None
     if paper_sd is not None and paper_n is not None and paper_n >= 2:
         p = welch_from_stats(ci.mean, ci.sd, ci.n, paper, paper_sd, paper_n).p_value
-        pooled = math.sqrt(
-            ((ci.n - 1) * ci.sd**2 + (paper_n - 1) * paper_sd**2) / (ci.n + paper_n - 2)
-        )
-        diff = ci.mean - paper
-        degenerate = 0.0 if diff == 0 else math.copysign(math.inf, diff)
-        d = diff / pooled if pooled > 0 else degenerate
-        g = d * (1.0 - 3.0 / (4.0 * (ci.n + paper_n) - 9.0))
+        g = hedges_g_from_stats(ci.mean, ci.sd, ci.n, paper, paper_sd, paper_n)
     verdict = "reproduced" if ci.low <= paper <= ci.high else "not reproduced"
     return _row(
         claim,
