@@ -513,6 +513,45 @@ def _check_injector_dims(inj: NoiseInjector, mean: torch.Tensor) -> None:
         )
 
 
+def _multiplicative_cov(
+    inj: MultiplicativeNoise, cov: torch.Tensor, mu: torch.Tensor | None
+) -> torch.Tensor:
+    """``cov + sigma^2 K o (cov + mu mu^T)`` with ``K = (1 - c) I + c 1 1^T``.
+
+    ``mu=None`` for a carried part of the covariance (no clean signal of its own).
+    """
+    c, s2 = inj.correlation, inj.sigma**2
+    second_diag = _diag(cov) if mu is None else _diag(cov) + mu.pow(2)
+    if c == 0.0:
+        new = cov.clone()
+    elif mu is None:
+        new = cov * (1.0 + c * s2)
+    else:  # (1 + c s2) cov + c s2 mu mu^T in one batched rank-1 update
+        new = torch.baddbmm(
+            cov, mu.unsqueeze(-1), mu.unsqueeze(-2), beta=1.0 + c * s2, alpha=c * s2
+        )
+    _diag(new).add_((1.0 - c) * s2 * second_diag)
+    return new
+
+
+def _dropout_factors(inj: DropoutNoise) -> tuple[float, float]:
+    """``(f, k)``: ``k = 1 - p`` keeps a unit, ``f = 1 / k`` with rescaling (else 1)."""
+    return (1.0 / (1.0 - inj.p) if inj.rescale else 1.0), 1.0 - inj.p
+
+
+def _dropout_cov(inj: DropoutNoise, cov: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+    """Covariance after dropout: ``(f k)^2 cov`` plus ``f^2 p k (diag cov + mu^2)`` on the diagonal.
+
+    ``(f, k)`` from :func:`_dropout_factors`; ``mu=None`` for a carried part of
+    the covariance.
+    """
+    f, keep = _dropout_factors(inj)
+    second_diag = _diag(cov) if mu is None else _diag(cov) + mu.pow(2)
+    new = (f * keep) ** 2 * cov
+    _diag(new).add_(f * f * inj.p * keep * second_diag)
+    return new
+
+
 def _noise(
     inj: Injector, index: int, mean: torch.Tensor, cov: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -543,24 +582,10 @@ def _noise(
         _diag(new).add_((1.0 - c) * s2)
         return mean, new
     if isinstance(inj, MultiplicativeNoise):
-        # cov + sigma^2 K o (cov + mu mu^T) with K = (1 - c) I + c 1 1^T
-        c, s2_ = inj.correlation, inj.sigma**2
-        second_diag = _diag(cov) + mu.pow(2)
-        if c != 0.0:  # (1 + c s2) cov + c s2 mu mu^T in one batched rank-1 update
-            new = torch.baddbmm(
-                cov, mu.unsqueeze(-1), mu.unsqueeze(-2), beta=1.0 + c * s2_, alpha=c * s2_
-            )
-        else:
-            new = cov.clone()
-        _diag(new).add_((1.0 - c) * s2_ * second_diag)
-        return mean, new
+        return mean, _multiplicative_cov(inj, cov, mu)
     if isinstance(inj, DropoutNoise):
-        f = 1.0 / (1.0 - inj.p) if inj.rescale else 1.0
-        keep = 1.0 - inj.p
-        second_diag = _diag(cov) + mu.pow(2)
-        new_cov = (f * keep) ** 2 * cov
-        _diag(new_cov).add_(f * f * inj.p * keep * second_diag)
-        return mean * (f * keep), new_cov
+        f, keep = _dropout_factors(inj)
+        return mean * (f * keep), _dropout_cov(inj, cov, mu)
     if inj.relative:
         raise InvalidArgument("noise", inj, "relative BiasNoise is not supported by the predictor")
     b = inj.magnitude * inj.offset(mean, tuple(range(1, mean.ndim)), index)
@@ -576,16 +601,9 @@ def _noise_extra(inj: Injector, index: int, extra: torch.Tensor) -> torch.Tensor
     if inj.boundaries is not None and index not in inj.boundaries:  # type: ignore[attr-defined]
         return extra
     if isinstance(inj, MultiplicativeNoise):  # the carried part is modulated like the rest
-        c, s2_ = inj.correlation, inj.sigma**2
-        new = extra * (1.0 + c * s2_)
-        _diag(new).add_((1.0 - c) * s2_ * _diag(extra))
-        return new
+        return _multiplicative_cov(inj, extra, None)
     if isinstance(inj, DropoutNoise):
-        f = 1.0 / (1.0 - inj.p) if inj.rescale else 1.0
-        keep = 1.0 - inj.p
-        new = (f * keep) ** 2 * extra
-        _diag(new).add_(f * f * inj.p * keep * _diag(extra))
-        return new
+        return _dropout_cov(inj, extra, None)
     return extra
 
 
