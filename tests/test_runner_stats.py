@@ -152,3 +152,16 @@ def test_hedges_g_from_stats_equals_hedges_g_of_the_samples() -> None:
     assert hedges_g_from_stats(*stats_a, *stats_b) == pytest.approx(hedges_g(A, B), rel=1e-12)
     assert hedges_g_from_stats(1.0, 0.0, 3, 1.0, 0.0, 4) == 0.0
     assert hedges_g_from_stats(2.0, 0.0, 3, 1.0, 0.0, 4) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        ((math.nan, 1.0, 3, 0.0, 1.0, 3), "mean_a"),
+        ((0.0, -1.0, 3, 0.0, 1.0, 3), "sd_a"),
+        ((0.0, 1.0, 3, 0.0, 1.0, 1), "n_b"),
+    ],
+)
+def test_hedges_g_from_stats_rejects_bad_statistics(args: tuple[float, ...], name: str) -> None:
+    with pytest.raises(InvalidArgument, match=name):
+        hedges_g_from_stats(*args)  # type: ignore[arg-type]

@@ -135,13 +135,10 @@ def _degenerate(mean_a: float, mean_b: float, df: float) -> TTest:
     return TTest(math.copysign(math.inf, mean_a - mean_b), 0.0, df)
 
 
-def welch_from_stats(
+def _check_summary(
     mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int
-) -> TTest:
-    """Welch's t-test from summary statistics (SDs with ``ddof=1``).
-
-    Identity: ``t = (m_a - m_b) / sqrt(s_a²/n_a + s_b²/n_b)``; df by Welch–Satterthwaite.
-    """
+) -> None:
+    """Summary statistics must be finite, SDs >= 0 and sizes ints >= 2 (else InvalidArgument)."""
     for name, v in (("mean_a", mean_a), ("sd_a", sd_a), ("mean_b", mean_b), ("sd_b", sd_b)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise InvalidArgument(name, v, "must be a finite real number")
@@ -151,6 +148,16 @@ def welch_from_stats(
     for name, n in (("n_a", n_a), ("n_b", n_b)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise InvalidArgument(name, n, "must be an int >= 2")
+
+
+def welch_from_stats(
+    mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int
+) -> TTest:
+    """Welch's t-test from summary statistics (SDs with ``ddof=1``).
+
+    Identity: ``t = (m_a - m_b) / sqrt(s_a²/n_a + s_b²/n_b)``; df by Welch–Satterthwaite.
+    """
+    _check_summary(mean_a, sd_a, n_a, mean_b, sd_b, n_b)
     va, vb = sd_a**2 / n_a, sd_b**2 / n_b
     if va + vb == 0.0:
         return _degenerate(float(mean_a), float(mean_b), float(n_a + n_b - 2))
@@ -212,7 +219,9 @@ def hedges_g_from_stats(
     """Hedges' g from summary statistics (SDs with ``ddof=1``), as :func:`hedges_g`.
 
     Identity: equals ``hedges_g(a, b)`` for samples with those means, SDs and sizes.
+    Invalid statistics raise :class:`InvalidArgument` as in :func:`welch_from_stats`.
     """
+    _check_summary(mean_a, sd_a, n_a, mean_b, sd_b, n_b)
     return _pooled_d(mean_a, sd_a**2, n_a, mean_b, sd_b**2, n_b) * _hedges_factor(n_a + n_b)
 
 
