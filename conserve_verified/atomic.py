@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_savefig", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -60,3 +61,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike[str], **savefig_kwargs: Any) -> None:
+    """``fig.savefig(path, **savefig_kwargs)`` atomically, in the format of ``path``'s suffix.
+
+    ``fig`` is a Matplotlib figure (anything with ``savefig``); it stays open.
+    """
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **savefig_kwargs)

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.constraints import (
     ACE,
     EnergyConstraint,
@@ -339,7 +340,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         ax.set_ylabel("retention %")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out_dir / "ace_energy_retention.png", dpi=100)
+        atomic_savefig(fig, out_dir / "ace_energy_retention.png", dpi=100)
         plt.close(fig)
         out += ["![retention vs σ](ace_energy_retention.png)", ""]
     if equiv:
@@ -385,7 +386,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         axes[2].set_yscale("log")
         axes[0].legend()
         fig.tight_layout()
-        fig.savefig(out_dir / "ace_equivariance_curves.png", dpi=100)
+        atomic_savefig(fig, out_dir / "ace_equivariance_curves.png", dpi=100)
         plt.close(fig)
         out += ["![equivariance over training](ace_equivariance_curves.png)", ""]
     if tests:

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import (
     CONVENTIONS,
@@ -154,7 +155,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
     axes[0].set_ylabel("retention %")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "e1_retention.png", dpi=100)
+    atomic_savefig(fig, out_dir / "e1_retention.png", dpi=100)
     plt.close(fig)
     out += ["", "![E1 retention vs σ](e1_retention.png)", ""]
     return "\n".join(out)

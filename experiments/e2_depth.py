@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import CONVENTIONS, train_and_sweep
 from conserve_verified.runner.protocol import Record, RunContext
@@ -131,7 +132,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
     axes[0].set_ylabel("retention %")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "e2_depth.png", dpi=100)
+    atomic_savefig(fig, out_dir / "e2_depth.png", dpi=100)
     plt.close(fig)
     out += ["", "![E2 retention vs depth](e2_depth.png)", ""]
     return "\n".join(out)

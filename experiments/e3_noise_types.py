@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import CONVENTIONS, evaluate_noise, train_arm
@@ -120,7 +121,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("conserved − baseline retention (pp)")
     fig.tight_layout()
-    fig.savefig(out_dir / "e3_noise_types.png", dpi=100)
+    atomic_savefig(fig, out_dir / "e3_noise_types.png", dpi=100)
     plt.close(fig)
     out += ["", "![E3 advantage by noise type](e3_noise_types.png)", ""]
     return "\n".join(out)

@@ -52,6 +52,7 @@ from scipy import stats as sps
 from torch import nn
 from torch.nn import functional as F
 
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.gauge import (
     ImbalanceMonitor,
     balance,
@@ -322,7 +323,7 @@ def _drift_plots(records: list[dict[str, Any]], out_dir: pathlib.Path) -> list[s
                 ax.legend(fontsize=8)
         fig.tight_layout()
         name = f"gauge_lr_drift_{loss}.png"
-        fig.savefig(out_dir / name, dpi=100)
+        atomic_savefig(fig, out_dir / name, dpi=100)
         plt.close(fig)
         out.append(f"![scale drift, {loss}]({name})")
         out.append("")

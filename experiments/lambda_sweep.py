@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.data import load
 from conserve_verified.errors import InvalidArgument
 from conserve_verified.runner.claims import claim
@@ -271,7 +272,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "lambda_sweep.png", dpi=100)
+    atomic_savefig(fig, out_dir / "lambda_sweep.png", dpi=100)
     plt.close(fig)
     out += ["", "![λ-sweep](lambda_sweep.png)", ""]
     return "\n".join(out)

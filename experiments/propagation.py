@@ -47,6 +47,7 @@ from scipy import stats
 from torch import nn
 
 from conserve_verified import Conserved, Pipeline
+from conserve_verified.atomic import atomic_savefig
 from conserve_verified.data import load
 from conserve_verified.noise import GaussianNoise, MultiplicativeNoise, NoiseInjector
 from conserve_verified.propagation import LINEARITY_THRESHOLD, LayerNoise, monte_carlo, predict
@@ -412,7 +413,7 @@ def _plot_validation(groups: dict[tuple[str, str, str], list[Any]], path: pathli
                 ax.set_ylabel("noise variance")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -478,7 +479,7 @@ def _depth_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
     ax[1].set_yscale("log")
     ax[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out_dir / "propagation_depth.png", dpi=110)
+    atomic_savefig(fig, out_dir / "propagation_depth.png", dpi=110)
     plt.close(fig)
     n = recs[0]["metrics"]["arms"]["plain"]["depth"][-1]
     return [

@@ -34,3 +34,21 @@ def test_atomic_path_temporary_is_beside_the_target(tmp_path: Path) -> None:
         assert tmp.parent == target.parent and tmp != target
         tmp.write_bytes(b"x")
     assert target.read_bytes() == b"x"
+
+
+def test_atomic_savefig_writes_a_png_and_leaves_the_figure_open(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from conserve_verified.atomic import atomic_savefig
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    target = tmp_path / "plot.png"
+    atomic_savefig(fig, target, dpi=50)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.fignum_exists(fig.number)
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]

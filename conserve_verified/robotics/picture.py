@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Circle
 
-from ..atomic import atomic_path
+from ..atomic import atomic_savefig
 from ..errors import InvalidArgument
 
 __all__ = ["plot_trials", "save_figure"]
@@ -26,8 +26,7 @@ __all__ = ["plot_trials", "save_figure"]
 def save_figure(fig: matplotlib.figure.Figure, path: pathlib.Path) -> None:
     """Save ``fig`` as PNG at ``path`` atomically and close it."""
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
 
