@@ -7,7 +7,7 @@ import pytest
 from conserve_verified.runner.report import markdown_to_html
 from conserve_verified.runner.stats import mean_diff_ci
 from conserve_verified.runner.tables import fmt_ci, fmt_p, markdown_table
-from conserve_verified.runner.verdict import difference_row, level_row
+from conserve_verified.runner.verdict import GRID_TOO_SMALL, difference_row, level_row
 
 A = [80.0, 82.0, 78.0, 81.0, 79.0]
 B = [40.0, 38.0, 41.0, 39.0, 42.0]
@@ -21,26 +21,26 @@ def test_difference_row_reproduced_when_paper_value_in_ci() -> None:
     assert row["p_value"] < 1e-4 and row["effect_size"] > 5
 
 
-def test_difference_row_partly_when_direction_but_not_size() -> None:
-    assert difference_row("E1", "q", 10.0, A, B)["verdict"] == "partly"
+def test_difference_row_larger_when_direction_but_paper_size_below_ci() -> None:
+    assert difference_row("E1", "q", 10.0, A, B)["verdict"] == "larger"
 
 
-def test_difference_row_not_reproduced_for_opposite_sign_or_null() -> None:
-    assert difference_row("E1", "q", -40.0, A, B)["verdict"] == "not reproduced"
+def test_difference_row_reversed_for_opposite_sign_not_reproduced_for_null() -> None:
+    assert difference_row("E1", "q", -40.0, A, B)["verdict"] == "reversed"
     same = [1.0, 2.0, 3.0]
     assert difference_row("E3", "q", 45.0, same, same)["verdict"] == "not reproduced"
 
 
-def test_rows_with_one_run_are_insufficient() -> None:
-    assert difference_row("E1", "q", 1.0, [1.0], [2.0])["verdict"] == "insufficient runs"
-    assert level_row("E2", "q", 93.3, [90.0])["verdict"] == "insufficient runs"
+def test_rows_with_one_run_are_grid_too_small() -> None:
+    assert difference_row("E1", "q", 1.0, [1.0], [2.0])["verdict"] == GRID_TOO_SMALL
+    assert level_row("E2", "q", 93.3, [90.0])["verdict"] == GRID_TOO_SMALL
 
 
 def test_level_row_against_paper_summary_statistics() -> None:
     row = level_row("E1", "q", 80.0, A, 1.0, 5)
     assert row["verdict"] == "reproduced" and row["p_value"] > 0.5
     far = level_row("E1", "q", 35.1, A, 1.1, 5)
-    assert far["verdict"] == "not reproduced" and far["p_value"] < 1e-4 and far["effect_size"] > 0
+    assert far["verdict"] == "larger" and far["p_value"] < 1e-4 and far["effect_size"] > 0
 
 
 def test_fmt_helpers() -> None:
@@ -69,7 +69,7 @@ def test_markdown_to_html_tables_headings_images_and_escaping() -> None:
 @pytest.mark.parametrize("bad", [[], [float("nan"), 1.0]])
 def test_difference_row_rejects_bad_samples(bad: list[float]) -> None:
     if not bad:
-        assert difference_row("E1", "q", 1.0, bad, A)["verdict"] == "insufficient runs"
+        assert difference_row("E1", "q", 1.0, bad, A)["verdict"] == GRID_TOO_SMALL
     else:
         with pytest.raises(ValueError, match="NaN"):
             difference_row("E1", "q", 1.0, bad, A)
