@@ -109,7 +109,7 @@ def test_covariate_adjusted_difference_removes_a_linear_clean_gap() -> None:
 
 def test_clustered_difference_uses_seeds_as_units_on_synthetic_trials() -> None:
     # 3 seeds x 4 trials; per-seed mean differences 0.25, 0.5, 0.75 (mean 0.5, sd 0.25)
-    a = [1, 0, 0, 0] + [1, 1, 0, 0] + [1, 1, 1, 0]
+    a = [1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]  # seeds 0, 1, 2
     b = [0] * 12
     clusters = [0] * 4 + [1] * 4 + [2] * 4
     est = clustered_difference(a, b, clusters)
