@@ -27,7 +27,9 @@ def test_load_returns_fresh_tensors_each_call() -> None:
 
 def test_load_unknown_name_lists_valid_names() -> None:
     with pytest.raises(
-        InvalidArgument, match="valid: \\['cifar10', 'digits', 'mnist', 'mnist1d'\\]"
+        InvalidArgument,
+        match="valid: \\['breast-cancer', 'cifar10', 'digits', 'fashion-mnist', 'mnist', "
+        "'mnist1d', 'wine'\\] or npz:PATH / imagefolder:PATH",
     ):
         load("imagenet")
     with pytest.raises(InvalidArgumentType):

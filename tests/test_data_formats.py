@@ -139,3 +139,127 @@ def test_mnist_mismatched_counts_and_missing_files(
     empty.mkdir()
     with pytest.raises(InvalidArgument, match="has no MNIST file"):
         load("mnist", empty)
+
+
+def test_npz_with_test_split_loads_as_given(tmp_path: pathlib.Path) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3, 4)).astype(np.float32), np.arange(12) % 3
+    xt, yt = rng.normal(size=(5, 3, 4)), np.array([0, 1, 2, 2, 1])
+    path = tmp_path / "arrays.npz"
+    np.savez(path, X=x, y=y, X_test=xt, y_test=yt)
+    d = load(f"npz:{path}")
+    assert d.input_shape == (3, 4) and d.num_classes == 3 and d.label == "npz file arrays.npz"
+    np.testing.assert_array_equal(d.x_train.numpy(), x)
+    np.testing.assert_allclose(d.x_test.numpy(), xt.astype(np.float32))
+    assert d.y_test.tolist() == yt.tolist()
+
+
+def test_npz_without_test_split_is_split_stratified_and_uint8_is_scaled(
+    tmp_path: pathlib.Path,
+) -> None:
+    x = np.arange(40 * 6, dtype=np.uint8).reshape(40, 6)
+    y = np.repeat([0, 1], 20)
+    path = tmp_path / "u8.npz"
+    np.savez_compressed(path, X=x, y=y)
+    d = load(f"npz:{path}")
+    assert d.x_train.shape == (30, 6) and d.x_test.shape == (10, 6)
+    assert d.y_test.tolist().count(0) == 5
+    assert float(d.x_train.max()) <= 1.0
+    together = sorted((d.x_train * 255).round().flatten(1)[:, 0].tolist())
+    together += (d.x_test * 255).round().flatten(1)[:, 0].tolist()
+    assert sorted(together) == sorted(x[:, 0].astype(float).tolist())
+
+
+def test_npz_rejects_missing_arrays_pickles_bad_labels_and_shapes(tmp_path: pathlib.Path) -> None:
+    p = tmp_path / "bad.npz"
+    np.savez(p, X=np.zeros((4, 2)))
+    with pytest.raises(InvalidArgument, match=r"lacks array\(s\) \['y'\]"):
+        load(f"npz:{p}")
+    np.savez(p, X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), X_test=np.zeros((2, 2)))
+    with pytest.raises(InvalidArgument, match="both X_test and y_test"):
+        load(f"npz:{p}")
+    np.savez(p, X=np.zeros((4, 2)), y=np.array([0.5, 1, 0, 1]))
+    with pytest.raises(InvalidArgument, match="integer labels of shape"):
+        load(f"npz:{p}")
+    np.savez(p, X=np.zeros((4, 2)), y=np.array([0, -1, 0, 1]))
+    with pytest.raises(InvalidArgument, match="label -1 is negative"):
+        load(f"npz:{p}")
+    np.savez(p, X=np.array([[np.nan, 0]] * 4), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(InvalidArgument, match="NaN or Inf"):
+        load(f"npz:{p}")
+    np.savez(
+        p, X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), X_test=np.zeros((2, 3)), y_test=[0, 1]
+    )
+    with pytest.raises(InvalidArgument, match=r"X_test.*sample shape \(3,\)"):
+        load(f"npz:{p}")
+    np.savez(p, X=np.zeros((4, 2)), y=np.zeros(4, dtype=np.int64))
+    with pytest.raises(InvalidArgument, match="at least 2 classes"):
+        load(f"npz:{p}")
+    np.savez(p, X=np.array([object()] * 4, dtype=object), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(InvalidArgument, match="object"):
+        load(f"npz:{p}")
+    p.write_bytes(b"not an archive")
+    with pytest.raises(InvalidArgument, match=r"not a readable .npz"):
+        load(f"npz:{p}")
+    with pytest.raises(InvalidArgument, match="file not found"):
+        load(f"npz:{tmp_path / 'missing.npz'}")
+
+
+def test_npz_rewritten_file_is_read_afresh(tmp_path: pathlib.Path) -> None:
+    p = tmp_path / "a.npz"
+    np.savez(p, X=np.zeros((8, 2)), y=np.arange(8) % 2)
+    assert float(load(f"npz:{p}").x_train.sum()) == 0.0
+    np.savez(p, X=np.ones((8, 2)), y=np.arange(8) % 2)
+    os.utime(p, (1e9, 1e9))
+    assert float(load(f"npz:{p}").x_train.sum()) == 12.0
+
+
+def _png(path: pathlib.Path, array: np.ndarray, mode: str) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def test_imagefolder_greyscale_with_train_test_split(tmp_path: pathlib.Path) -> None:
+    rng = np.random.default_rng(0)
+    pix = {}
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("cat", "ant"):
+            for i in range(n):
+                a = rng.integers(0, 256, (5, 7), dtype=np.uint8)
+                pix[(split, cls, i)] = a
+                _png(tmp_path / split / cls / f"{i}.png", a, "L")
+    (tmp_path / "train" / "ant" / "notes.txt").write_text("ignored")
+    d = load(f"imagefolder:{tmp_path}")
+    assert d.input_shape == (1, 5, 7) and d.num_classes == 2
+    assert d.x_train.shape[0] == 6 and d.x_test.shape[0] == 4
+    # classes are the sorted folder names: ant -> 0, cat -> 1; files in name order
+    assert d.y_test.tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(d.x_test[2, 0].numpy(), pix[("test", "cat", 0)] / 255.0, rtol=1e-6)
+
+
+def test_imagefolder_rgb_without_split_and_errors(tmp_path: pathlib.Path) -> None:
+    rng = np.random.default_rng(1)
+    root = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        for i in range(4):
+            _png(root / cls / f"{i}.png", rng.integers(0, 256, (4, 4), dtype=np.uint8), "L")
+    _png(root / "b" / "9.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), "RGB")
+    d = load(f"imagefolder:{root}")
+    assert d.input_shape == (3, 4, 4) and d.x_train.shape[0] + d.x_test.shape[0] == 9
+    _png(root / "b" / "big.png", np.zeros((5, 4), np.uint8), "L")
+    with pytest.raises(InvalidArgument, match=r"big.png.*all images must have the same size"):
+        load(f"imagefolder:{root}")
+    (root / "b" / "big.png").write_bytes(b"not a png")
+    with pytest.raises(InvalidArgument, match="cannot be read by Pillow"):
+        load(f"imagefolder:{root}")
+    (root / "c").mkdir()
+    with pytest.raises(InvalidArgument, match=r"holds no .png images"):
+        load(f"imagefolder:{root}")
+    single = tmp_path / "single"
+    _png(single / "only" / "0.png", np.zeros((2, 2), np.uint8), "L")
+    with pytest.raises(InvalidArgument, match="at least 2 class subfolders"):
+        load(f"imagefolder:{single}")
+    with pytest.raises(InvalidArgument, match="not an existing directory"):
+        load(f"imagefolder:{tmp_path / 'none'}")
