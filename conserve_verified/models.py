@@ -11,15 +11,31 @@ boundary):
   max-pool), six stages: stem, the four residual layers, the head; with or
   without BatchNorm;
 * :func:`build_pipeline` -- wrap stages as ``"baseline"``/``"energy_penalized"``
-  (plain :class:`~conserve_verified.Pipeline`) or ``"conserved"``.
+  (plain :class:`~conserve_verified.Pipeline`) or ``"conserved"``;
+* :func:`without_reprojection` -- the normalisation-only control of a conserved
+  pipeline: the same stages (so the same weights and the same in-stage ``C_E``),
+  no ``C_E`` after the boundary hook.
 
 Conserved boundaries carry energy ``energy_per_feature * n_k`` per sample
 (``n_k`` = features at boundary ``k``), i.e. unit RMS per feature by default,
 both where noise is added and after it (``C_E`` before and after the hook), so
 that a noise level ``sigma`` per feature means the same SNR (``1/sigma²``) at
-every conserved boundary.  Identity: the activation reaching each boundary of a
-conserved pipeline, and the one leaving it, has ``rms == sqrt(energy_per_feature)``
-per sample.
+every conserved boundary.  ``energy_per_feature`` may also be one value per
+boundary (e.g. the baseline's own RMS² there).  Identity: the activation reaching
+each boundary of a conserved pipeline, and the one leaving it, has
+``rms == sqrt(energy_per_feature)`` per sample.
+
+Where noise enters relative to ``C_E`` (a boundary hook ``n``):
+
+* conserved arm: ``stage_k -> C_E -> n -> C_E -> stage_{k+1}`` (in-stage
+  normalisation, noise, re-projection);
+* normalisation-only control (:func:`without_reprojection`, same weights):
+  ``stage_k -> C_E -> n -> stage_{k+1}``;
+* baseline: ``stage_k -> n -> stage_{k+1}``.
+
+Trained clean, the conserved arm and a control trained on its own are the same
+network: without noise the re-projection acts on a vector already on the shell,
+where ``C_E`` is the identity (T2, idempotence), so one trained model serves both.
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ __all__ = [
     "cnn_stages",
     "mlp_stages",
     "resnet18_stages",
+    "without_reprojection",
 ]
 
 #: The three arms compared by the conservation experiments.
@@ -216,33 +233,70 @@ class _AllDims(nn.Module):
         return out
 
 
+def _energies(
+    energy_per_feature: float | Sequence[float], shapes: list[tuple[int, ...]]
+) -> list[float]:
+    if isinstance(energy_per_feature, (int, float)) and not isinstance(energy_per_feature, bool):
+        per = [float(energy_per_feature)] * len(shapes)
+    elif isinstance(energy_per_feature, Sequence) and not isinstance(energy_per_feature, str):
+        per = [float(e) for e in energy_per_feature]
+        if len(per) != len(shapes):
+            raise InvalidArgument(
+                "energy_per_feature", list(energy_per_feature), f"need {len(shapes)} values"
+            )
+    else:
+        raise InvalidArgumentType("energy_per_feature", energy_per_feature, "a number or a list")
+    for e in per:
+        if not (math.isfinite(e) and e > 0):
+            raise InvalidArgument("energy_per_feature", energy_per_feature, "must be finite > 0")
+    return [e * math.prod(s) for e, s in zip(per, shapes, strict=True)]
+
+
 def build_pipeline(
     stages: Sequence[nn.Module],
     arm: str,
     input_shape: Sequence[int],
-    energy_per_feature: float = 1.0,
+    energy_per_feature: float | Sequence[float] = 1.0,
 ) -> Pipeline:
     """Wrap ``stages`` for ``arm`` (one of :data:`ARMS`).
 
     ``"conserved"``: every stage but the last ends in ``C_{E_k}`` (so the signal
-    reaching a boundary lies on the energy shell, ``E_k = energy_per_feature · n_k``),
+    reaching a boundary lies on the energy shell, ``E_k = energy_per_feature_k · n_k``),
     and the pipeline applies ``C_{E_k}`` again after the boundary hook -- the
     setting of theorems T4/T5 (``x = s + n`` with ``||s||² = E``, then ``C_E(x)``).
     It is a :class:`~conserve_verified.Conserved` pipeline when every boundary has
-    the same flat shape and a :class:`ConservedStages` otherwise.  The other arms
-    are a plain :class:`~conserve_verified.Pipeline` (the penalty lives in the loss).
+    the same flat shape and energy, and a :class:`ConservedStages` otherwise.  The
+    other arms are a plain :class:`~conserve_verified.Pipeline` (the penalty lives
+    in the loss).
     """
     if arm not in ARMS:
         raise InvalidArgument("arm", arm, f"unknown arm; valid: {list(ARMS)}")
     if arm != "conserved":
         return Pipeline(*stages)
     shapes = boundary_shapes(stages, input_shape)
-    energies = [energy_per_feature * math.prod(s) for s in shapes]
+    energies = _energies(energy_per_feature, shapes)
     wrapped: list[nn.Module] = [
         nn.Sequential(stage, _AllDims(ConserveEnergy(e, -1, zero="uniform")))
         for stage, e in zip(list(stages)[:-1], energies, strict=True)
     ]
     wrapped.append(stages[-1])
-    if len(set(shapes)) == 1 and len(shapes[0]) == 1:
+    if len(set(shapes)) == 1 and len(shapes[0]) == 1 and len(set(energies)) == 1:
         return Conserved(*wrapped, energy=energies[0], dim=-1, zero="uniform")
     return ConservedStages(*wrapped, energies=energies)
+
+
+def without_reprojection(pipeline: Pipeline) -> Pipeline:
+    """The normalisation-only control of a conserved ``pipeline``: its stages, no post-hook ``C_E``.
+
+    The result shares the stage modules (the same parameters, the in-stage
+    ``C_E`` included); only the re-projection after the boundary hook is gone.
+    Identity: with no hook (or a hook that keeps the activation on the shell),
+    ``without_reprojection(p)(x) == p(x)`` up to rounding, since ``C_E`` is the
+    identity on its shell (T2); with a noise hook ``n`` the boundary computes
+    ``n(h)`` instead of ``C_E(n(h))``.
+    """
+    if not isinstance(pipeline, Pipeline):
+        raise InvalidArgumentType("pipeline", pipeline, "a Pipeline")
+    if not isinstance(pipeline, (Conserved, ConservedStages)):
+        raise InvalidArgument("pipeline", type(pipeline).__name__, "is not a conserved pipeline")
+    return Pipeline(*pipeline.stages)

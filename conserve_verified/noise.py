@@ -30,7 +30,10 @@ Injectors (the exact distribution of each is stated in its docstring):
 * :class:`DropoutNoise` -- Bernoulli masking;
 * :class:`MonocularDepthNoise` -- depth images: depth-proportional scale error,
   holes at depth edges, quantisation;
-* :class:`Compose` -- several injectors in sequence.
+* :class:`Compose` -- several injectors in sequence;
+* :class:`ReferenceScaled` -- additive noise scaled per sample by the RMS of a
+  *reference* activation (the CLEAN activation at that boundary), so that an
+  SNR-matched level is not inflated by noise injected at earlier boundaries.
 
 Adversarial attacks are functions over a whole pipeline: :func:`fgsm` and
 :func:`pgd` (L2 and L-infinity), with the budget given as a fraction of the
@@ -65,6 +68,7 @@ __all__ = [
     "MultiplicativeNoise",
     "NoiseHandle",
     "NoiseInjector",
+    "ReferenceScaled",
     "Seed",
     "fgsm",
     "inject",
@@ -537,6 +541,59 @@ class Compose:
 
     def __repr__(self) -> str:
         return f"Compose({', '.join(map(repr, self.injectors))})"
+
+
+class ReferenceScaled:
+    """Additive noise in units of a reference RMS: ``h + r_k * (inner(h, k) - h)``.
+
+    ``inner`` is an additive injector of absolute scale (e.g.
+    ``GaussianNoise(sigma)`` or ``BiasNoise(sigma, mode="random")``) and
+    ``r_k`` the per-sample RMS of the *reference* activation at boundary ``k``
+    (:meth:`set_reference`, typically the clean forward pass of the same batch).
+
+    Identity: for ``inner = GaussianNoise(sigma)`` the noise ``y - h`` at
+    boundary ``k`` is Gaussian with per-element SD ``sigma * r_k`` per sample, so
+    ``E||y - h||² / ||h_clean||² == sigma²`` (SNR ``1/sigma²`` against the clean
+    signal) whatever earlier boundaries did to ``h``.  Boundaries without a
+    reference are returned unchanged.
+    """
+
+    def __init__(self, inner: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+        if not callable(inner):
+            raise InvalidArgumentType("inner", inner, "a callable (h, index) -> h")
+        self.inner = inner
+        self._ref: dict[int, torch.Tensor] = {}
+
+    @staticmethod
+    def sample_rms(h: torch.Tensor) -> torch.Tensor:
+        """Per-sample ``||h|| / sqrt(n)`` over every dim but the first, shaped to broadcast."""
+        h = validate_tensor(h, "h")
+        dims = _feature_dims(h, None)
+        return _rms(h.detach().to(accumulation_dtype(h.dtype)), dims)
+
+    def set_reference(self, activations: Sequence[torch.Tensor]) -> None:
+        """Use the per-sample RMS of ``activations[k]`` as ``r_k`` (one tensor per boundary)."""
+        self._ref = {k: self.sample_rms(h) for k, h in enumerate(activations)}
+
+    def __call__(self, h: torch.Tensor, index: int = 0) -> torch.Tensor:
+        index = _check_index(index)
+        ref = self._ref.get(index)
+        if ref is None:
+            return h
+        if ref.shape[0] != h.shape[0]:
+            raise InvalidArgument(
+                "h", tuple(h.shape), f"batch size differs from the reference's ({ref.shape[0]})"
+            )
+        noisy = self.inner(h, index)
+        return (h + ref.to(h.dtype) * (noisy - h)).to(h.dtype)
+
+    def reset(self) -> None:
+        """Reset the inner injector's stream (when it has one)."""
+        if isinstance(self.inner, (NoiseInjector, Compose)):
+            self.inner.reset()
+
+    def __repr__(self) -> str:
+        return f"ReferenceScaled({self.inner!r})"
 
 
 class NoiseHandle(BoundaryHandle):
