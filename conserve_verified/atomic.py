@@ -7,18 +7,51 @@ run killed at any moment) sees either the old file or the complete new one.
 
 Identity: after ``atomic_write_bytes(p, b)`` returns, ``p.read_bytes() == b``;
 if it raises, ``p`` is unchanged and no temporary file is left behind.
+
+Permissions: a new file gets the mode an ordinary ``open(p, "w")`` would give
+it, ``0o666 & ~umask``; replacing an existing file keeps that file's mode.
+(The temporary file is created ``0o600`` by :func:`tempfile.mkstemp`; its mode
+is set before it replaces the target.)
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_savefig", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "atomic_path",
+    "atomic_savefig",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "current_umask",
+]
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting and restoring it
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(target: Path) -> int:
+    """``target``'s current permission bits, else ``0o666 & ~umask`` for a new file."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -44,6 +77,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, _target_mode(target))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -15,10 +15,12 @@ Identity: for ``p = Conserved(m1, ..., mk, energy=E)`` the input of every
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Self
 
 import torch
+import torch.fx
 from torch import nn
 
 from . import contracts
@@ -26,21 +28,29 @@ from ._math import ZeroPolicy, check_energy_value, conserve
 from .errors import InvalidArgument, InvalidArgumentType
 
 __all__ = [
+    "BoundaryForwardHook",
     "BoundaryHandle",
     "BoundaryHook",
     "ConserveEnergy",
     "Conserved",
     "Pipeline",
+    "boundary_hooks",
     "conserve_boundaries",
+    "hooked_boundaries",
+    "resolve_dims",
+    "traced_boundary",
 ]
 
 #: A boundary hook maps ``(activation, boundary_index) -> activation``.
 BoundaryHook = Callable[[torch.Tensor, int], torch.Tensor]
 
 
-def _check_dim_spec(dim: Any) -> int | tuple[int, ...]:
+def _check_dim_spec(dim: Any) -> int | tuple[int, ...] | None:
+    """A feature-dim spec: an int, a non-empty tuple of ints, or ``None`` (all non-batch dims)."""
+    if dim is None:
+        return None
     if isinstance(dim, bool) or not isinstance(dim, (int, tuple, list)):
-        raise InvalidArgumentType("dim", dim, "an int or a tuple of ints")
+        raise InvalidArgumentType("dim", dim, "an int, a tuple of ints or None")
     if isinstance(dim, (tuple, list)):
         if not dim or any(isinstance(d, bool) or not isinstance(d, int) for d in dim):
             raise InvalidArgument("dim", dim, "must be a non-empty tuple of ints")
@@ -48,48 +58,148 @@ def _check_dim_spec(dim: Any) -> int | tuple[int, ...]:
     return dim
 
 
-class ConserveEnergy(nn.Module):
-    """Module form of :func:`~conserve_verified.conserve`.
+def resolve_dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> int | tuple[int, ...]:
+    """The feature dims of ``x`` for a dim spec: ``None`` means every dim but the batch dim 0.
 
-    Identity: ``ConserveEnergy(E, dim)(x) == conserve(x, E, dim)``.
+    Identity: ``resolve_dims(x, None) == tuple(range(1, x.ndim))`` (``-1`` for a 1-d ``x``);
+    any other spec is returned unchanged.
+    """
+    if isinstance(dim, int):
+        return dim
+    if dim is not None:
+        return tuple(dim)
+    return tuple(range(1, x.ndim)) if x.ndim > 1 else -1
+
+
+def traced_boundary(x: Any, dim: Any = None) -> Any:
+    """Marker of a hooked conservation boundary in a :mod:`torch.fx` graph (identity).
+
+    Tracers of this package (gauge structure, noise predictor) record the
+    output of a module hooked by :func:`conserve_boundaries` as a call of this
+    function with the boundary's dim spec, and treat it as ``C_E`` over those
+    dims.  Identity: ``traced_boundary(x, dim) is x``.
+    """
+    return x
+
+
+_ZERO_CHOICES = ("raise", "uniform")
+
+
+class ConserveEnergy(nn.Module):
+    """Module form of :func:`~conserve_verified.conserve`, safe for inference by default.
+
+    Identity: ``ConserveEnergy(E, dim, zero)(x) == conserve(x, E, resolve_dims(x, dim), zero)``.
+
+    ``dim=None`` conserves each sample over all its non-batch dims (a conv
+    feature map ``(C, H, W)`` is one sample).
+
+    Dead samples (all zeros, e.g. after a ReLU that died): unlike the
+    functional :func:`~conserve_verified.conserve`, whose default is
+    ``zero="raise"``, the module default is ``zero="uniform"`` -- a dead sample
+    is mapped to the uniform direction ``sqrt(E / n) * ones`` (zero gradient)
+    and *counted* in :attr:`dead_samples`, so a forward pass never crashes
+    without the user having chosen it.  With ``zero="raise"`` a dead sample
+    raises :class:`~conserve_verified.errors.InvalidArgument` naming the
+    boundary (:attr:`label`) and the sample's index over the non-feature dims.
     """
 
     def __init__(
-        self, energy: float = 1.0, dim: int | Sequence[int] = -1, zero: ZeroPolicy = "raise"
+        self,
+        energy: float = 1.0,
+        dim: int | Sequence[int] | None = -1,
+        zero: ZeroPolicy = "uniform",
+        label: str | None = None,
     ) -> None:
         super().__init__()
         self.energy = check_energy_value(energy, torch.float64)
         self.dim = _check_dim_spec(dim)
-        if zero not in ("raise", "uniform"):
-            raise InvalidArgument("zero", zero, "must be one of ('raise', 'uniform')")
+        if zero not in _ZERO_CHOICES:
+            raise InvalidArgument("zero", zero, f"must be one of {_ZERO_CHOICES}")
         self.zero: ZeroPolicy = zero
+        if label is not None and not isinstance(label, str):
+            raise InvalidArgumentType("label", label, "a str")
+        self.label = label or type(self).__name__
+        self._dead: torch.Tensor | None = None
+
+    @property
+    def dead_samples(self) -> int:
+        """All-zero samples mapped to the uniform direction so far (``zero="uniform"``)."""
+        return 0 if self._dead is None else int(self._dead)
+
+    def reset_dead_samples(self) -> None:
+        """Set :attr:`dead_samples` back to 0."""
+        self._dead = None
+
+    def dims_for(self, x: torch.Tensor) -> int | tuple[int, ...]:
+        """The feature dims reduced over for input ``x`` (see :func:`resolve_dims`)."""
+        return resolve_dims(x, self.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = conserve(x, self.energy, self.dim, self.zero)
-        contracts.assert_energy(y, self.energy, self.dim, name=f"{type(self).__name__} output")
+        dims = self.dims_for(x)
+        try:
+            y = conserve(x, self.energy, dims, self.zero)
+        except InvalidArgument as exc:
+            raise _boundary_error(self.label, x, dims, exc) from exc
+        if self.zero == "uniform" and x.numel():
+            dead = (torch.count_nonzero(x.detach(), dim=dims) == 0).sum()
+            self._dead = dead if self._dead is None else self._dead + dead.to(self._dead.device)
+        contracts.assert_energy(y, self.energy, dims, name=f"{self.label} output")
         return y
 
     def extra_repr(self) -> str:
         return f"energy={self.energy}, dim={self.dim}, zero={self.zero!r}"
 
 
+def _boundary_error(
+    label: str, x: torch.Tensor, dims: int | tuple[int, ...], exc: InvalidArgument
+) -> InvalidArgument:
+    """The error of a failed ``C_E`` at boundary ``label``, naming the boundary and the sample."""
+    if (
+        not isinstance(x, torch.Tensor)
+        or x.ndim == 0
+        or x.dtype not in (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+    ):
+        return InvalidArgument(f"input of {label}", x, exc.reason)
+    feat = tuple(sorted(d % x.ndim for d in ((dims,) if isinstance(dims, int) else dims)))
+    sample_dims = tuple(d for d in range(x.ndim) if d not in feat)
+    dead = torch.count_nonzero(x.detach(), dim=feat) == 0
+    if bool(dead.any()):
+        index = tuple(int(i) for i in dead.nonzero()[0].tolist())
+        return InvalidArgument(
+            f"input of {label}",
+            x,
+            f"sample {index} (index over dims {sample_dims}; feature dims {feat}) is all zeros: "
+            f"its direction is undefined ({int(dead.sum())} such sample(s)); use the default "
+            "zero='uniform' to map dead samples to the uniform direction and count them",
+        )
+    return InvalidArgument(f"input of {label}", x, exc.reason)
+
+
 class Pipeline(nn.Module):
     """Modules in sequence with numbered boundaries between consecutive modules.
 
     ``Pipeline(m1, m2, m3)`` has boundaries 0 (after ``m1``) and 1 (after ``m2``).
-    A boundary hook set with :meth:`set_boundary_hook` (or temporarily with
-    :meth:`boundary_hook`) is applied at every boundary.
+    A boundary hook given at construction (``hook=``), set with
+    :meth:`set_boundary_hook` or installed temporarily with :meth:`boundary_hook`
+    is applied at every boundary.
+
+    A single ``nn.Sequential`` argument is unwrapped: ``Pipeline(nn.Sequential(a, b))``
+    is ``Pipeline(a, b)`` (its children become the stages, shared, not copied),
+    so the boundaries are where a user expects them.
     """
 
-    def __init__(self, *modules: nn.Module) -> None:
+    def __init__(self, *modules: nn.Module, hook: BoundaryHook | None = None) -> None:
         super().__init__()
         if not modules:
             raise InvalidArgument("modules", modules, "a pipeline needs at least one module")
+        if len(modules) == 1 and isinstance(modules[0], nn.Sequential) and len(modules[0]) > 1:
+            modules = tuple(modules[0].children())
         for i, m in enumerate(modules):
             if not isinstance(m, nn.Module):
                 raise InvalidArgumentType(f"modules[{i}]", m, "an nn.Module")
         self.stages = nn.ModuleList(modules)
         self._hook: BoundaryHook | None = None
+        self.set_boundary_hook(hook)
 
     @property
     def num_boundaries(self) -> int:
@@ -156,7 +266,14 @@ class _HookContext:
 class Conserved(Pipeline):
     """A :class:`Pipeline` that applies ``C_E`` at every boundary (after the hook).
 
-    Identity: every boundary activation has energy ``energy`` per sample over ``dim``.
+    Identity: every boundary activation has energy ``energy`` per sample over ``dim``
+    (``dim=None``: over all non-batch dims).
+
+    ``hook`` (optional) is the boundary hook, as :meth:`Pipeline.set_boundary_hook`.
+    ``zero`` is the dead-sample policy of each boundary's :class:`ConserveEnergy`
+    (default ``"uniform"``: mapped and counted, see :attr:`dead_samples`).
+    A single ``nn.Sequential`` is unwrapped into its children; a single other
+    module is refused (a pipeline of one stage has no boundary to conserve).
 
     >>> import torch
     >>> from torch import nn
@@ -171,30 +288,67 @@ class Conserved(Pipeline):
         self,
         *modules: nn.Module,
         energy: float = 1.0,
-        dim: int | Sequence[int] = -1,
-        zero: ZeroPolicy = "raise",
+        dim: int | Sequence[int] | None = -1,
+        zero: ZeroPolicy = "uniform",
+        hook: BoundaryHook | None = None,
     ) -> None:
-        super().__init__(*modules)
+        super().__init__(*modules, hook=hook)
+        if self.num_boundaries == 0:
+            raise InvalidArgument(
+                "modules",
+                [type(m).__name__ for m in modules],
+                "a Conserved pipeline needs at least two stages (one boundary); pass the "
+                "stages as separate arguments, Conserved(m1, m2, ...), or put C_E on named "
+                "submodules of an existing model with conserve_boundaries(model, names)",
+            )
         self.conservers = nn.ModuleList(
-            ConserveEnergy(energy, dim, zero) for _ in range(self.num_boundaries)
+            ConserveEnergy(energy, dim, zero, label=f"boundary {i}")
+            for i in range(self.num_boundaries)
         )
         self.energy = check_energy_value(energy, torch.float64)
         self.dim = _check_dim_spec(dim)
+
+    @property
+    def dead_samples(self) -> dict[int, int]:
+        """Dead (all-zero) samples mapped to the uniform direction so far, per boundary index."""
+        return {
+            i: c.dead_samples
+            for i, c in enumerate(self.conservers)
+            if isinstance(c, ConserveEnergy)
+        }
 
     def boundary(self, h: torch.Tensor, index: int) -> torch.Tensor:
         return self.conservers[index](super().boundary(h, index))
 
 
 class BoundaryHandle:
-    """Handle returned by :func:`conserve_boundaries`; ``remove()`` undoes the wrapping.
+    """Handle of a group of forward hooks; ``remove()`` (or leaving a ``with`` block) removes them.
 
-    Holds the forward hooks installed on the submodules ``names``; ``remove()``
-    (or leaving the ``with`` block) removes every one of them, once.
+    Returned by :func:`conserve_boundaries` (and, as a subclass, by
+    :func:`conserve_verified.noise.inject`).  ``names`` are the hooked
+    submodules' paths; for conservation boundaries :attr:`dead_samples` counts,
+    per name, the all-zero samples mapped to the uniform direction.
     """
 
-    def __init__(self, handles: list[torch.utils.hooks.RemovableHandle], names: list[str]) -> None:
+    def __init__(
+        self,
+        handles: list[torch.utils.hooks.RemovableHandle],
+        names: list[str],
+        boundaries: Sequence[BoundaryForwardHook] = (),
+    ) -> None:
         self._handles = handles
         self.names = names
+        self.boundaries = list(boundaries)
+
+    @property
+    def active(self) -> bool:
+        """Whether the hooks are still installed."""
+        return bool(self._handles)
+
+    @property
+    def dead_samples(self) -> dict[str, int]:
+        """All-zero samples mapped to the uniform direction so far, per boundary name."""
+        return {b.name: b.conserver.dead_samples for b in self.boundaries}
 
     def remove(self) -> None:
         for h in self._handles:
@@ -208,41 +362,130 @@ class BoundaryHandle:
         self.remove()
 
 
+class BoundaryForwardHook:
+    """The forward hook :func:`conserve_boundaries` puts on a submodule: ``hook``, then ``C_E``.
+
+    Identity: the hooked module's output ``out`` becomes
+    ``conserver(hook(out, index))`` (``conserver(out)`` without a hook).  While
+    a model is traced with :mod:`torch.fx` it records :func:`traced_boundary`
+    instead, so graph analyses see the boundary.
+    """
+
+    def __init__(
+        self, name: str, index: int, conserver: ConserveEnergy, hook: BoundaryHook | None
+    ) -> None:
+        self.name = name
+        self.index = index
+        self.conserver = conserver
+        self.hook = hook
+
+    def __call__(self, _module: nn.Module, _inputs: Any, out: Any) -> Any:
+        if isinstance(out, torch.fx.Proxy):
+            return out.tracer.create_proxy(
+                "call_function", traced_boundary, (out, self.conserver.dim), {}
+            )
+        if not isinstance(out, torch.Tensor):
+            raise InvalidArgumentType(f"output of {self.name!r}", out, "a tensor")
+        if self.hook is not None:
+            out = self.hook(out, self.index)
+        return self.conserver(out)
+
+
+def boundary_hooks(module: nn.Module) -> list[BoundaryForwardHook]:
+    """The :class:`BoundaryForwardHook` objects installed on ``module`` itself, in order."""
+    return [h for h in module._forward_hooks.values() if isinstance(h, BoundaryForwardHook)]
+
+
+def hooked_boundaries(model: nn.Module) -> list[tuple[str, BoundaryForwardHook]]:
+    """Every conservation boundary installed by :func:`conserve_boundaries` in ``model``.
+
+    Returns ``(module path, hook)`` pairs in module order; also finds the hooks
+    of a ``copy.deepcopy`` of a hooked model.
+    """
+    return [(n, h) for n, m in model.named_modules() for h in boundary_hooks(m)]
+
+
 def conserve_boundaries(
     model: nn.Module,
-    names: Iterable[str],
+    names: Sequence[str],
     energy: float = 1.0,
-    dim: int | Sequence[int] = -1,
-    zero: ZeroPolicy = "raise",
+    dim: int | Sequence[int] | None = None,
+    zero: ZeroPolicy = "uniform",
     hook: BoundaryHook | None = None,
 ) -> BoundaryHandle:
     """Apply ``C_E`` to the output of each named submodule of ``model`` (in place, via hooks).
 
-    ``hook`` (optional) is applied to each output before conservation, with the
-    boundary's position in ``names`` as index.  Returns a :class:`BoundaryHandle`
-    whose ``remove()`` restores the model; usable as a context manager.
+    Identity: while the handle is active, the output of submodule ``names[k]``
+    is ``ConserveEnergy(energy, dim, zero)(hook(out, k))`` -- energy ``energy``
+    per sample over ``dim``; the default ``dim=None`` reduces over all non-batch
+    dims, so a conv feature map ``(C, H, W)`` is one sample.
+
+    Args:
+        model: the model to modify (in place; nothing is copied).
+        names: a sequence of submodule paths (``model.named_modules()`` names,
+            e.g. ``["layer1", "layer2"]``); a bare string is refused, and so
+            are duplicates and submodules that already carry a boundary.
+        energy: the target energy ``E`` per sample.
+        dim: feature dims; ``None`` (default) = all non-batch dims.
+        zero: dead-sample policy: ``"uniform"`` (default) maps an all-zero
+            sample to the uniform direction and counts it in
+            :attr:`BoundaryHandle.dead_samples`; ``"raise"`` raises
+            :class:`~conserve_verified.errors.InvalidArgument` naming the
+            boundary and the sample.
+        hook: optional ``(activation, k) -> activation`` applied before ``C_E``
+            (e.g. a noise injector), with the boundary's position ``k`` in ``names``.
+
+    Returns a :class:`BoundaryHandle`: ``remove()`` restores the model; usable
+    as a context manager.  The oracles of :mod:`conserve_verified.testing` and
+    :func:`conserve_verified.gauge.gauge_structure` see these boundaries.
     """
     if not isinstance(model, nn.Module):
         raise InvalidArgumentType("model", model, "an nn.Module")
+    if isinstance(names, (str, bytes)):
+        raise InvalidArgumentType(
+            "names", names, f"a sequence of submodule names, e.g. [{names!r}], not a bare string"
+        )
+    if not isinstance(names, Iterable):
+        raise InvalidArgumentType("names", names, "a sequence of submodule names")
     names = list(names)
     if not names:
         raise InvalidArgument("names", names, "name at least one submodule")
+    for i, n in enumerate(names):
+        if not isinstance(n, str):
+            raise InvalidArgumentType(f"names[{i}]", n, "a str (a submodule path)")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidArgument("names", duplicates, "named more than once")
     modules = dict(model.named_modules())
     missing = [n for n in names if n not in modules]
     if missing:
+        hints = [
+            f"{n!r} -> did you mean {close[0]!r}?"
+            for n in missing
+            if (close := difflib.get_close_matches(n, list(modules), n=1))
+        ]
         raise InvalidArgument(
-            "names", missing, f"no such submodules; available: {sorted(modules)[:20]}"
+            "names",
+            missing,
+            "no such submodules"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f"; available ({len(modules)}): {', '.join(repr(k) for k in modules)}",
         )
-    conserver = ConserveEnergy(energy, _check_dim_spec(dim), zero)
+    hooked = [n for n in names if boundary_hooks(modules[n])]
+    if hooked:
+        raise InvalidArgument(
+            "names",
+            hooked,
+            "already carry a conservation boundary (remove the earlier handle first)",
+        )
+    if hook is not None and not callable(hook):
+        raise InvalidArgumentType("hook", hook, "a callable (tensor, boundary_index) -> tensor")
+    _check_dim_spec(dim)
     handles = []
+    boundaries = []
     for index, name in enumerate(names):
-
-        def _fwd(_m: nn.Module, _inp: Any, out: Any, index: int = index) -> torch.Tensor:
-            if not isinstance(out, torch.Tensor):
-                raise InvalidArgumentType(f"output of {names[index]!r}", out, "a tensor")
-            if hook is not None:
-                out = hook(out, index)
-            return conserver(out)
-
-        handles.append(modules[name].register_forward_hook(_fwd))
-    return BoundaryHandle(handles, names)
+        conserver = ConserveEnergy(energy, dim, zero, label=f"boundary {name!r}")
+        fwd = BoundaryForwardHook(name, index, conserver, hook)
+        boundaries.append(fwd)
+        handles.append(modules[name].register_forward_hook(fwd))
+    return BoundaryHandle(handles, names, boundaries)

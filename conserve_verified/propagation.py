@@ -73,7 +73,7 @@ from .noise import (
     NoiseInjector,
     inject,
 )
-from .operators import Conserved, ConserveEnergy, Pipeline
+from .operators import Conserved, ConserveEnergy, Pipeline, resolve_dims
 
 __all__ = [
     "LINEARITY_THRESHOLD",
@@ -686,9 +686,9 @@ def predict(
                 assert m is not None
                 if isinstance(m, ConserveEnergy):
                     mean, cov, ratio, extra = _conserve(
-                        mean, cov, m.energy, m.dim, extra, threshold
+                        mean, cov, m.energy, m.dims_for(mean), extra, threshold
                     )
-                    clean = conserve(clean, m.energy, normalize_dims(clean, m.dim))
+                    clean = conserve(clean, m.energy, normalize_dims(clean, m.dims_for(clean)))
                 elif isinstance(m, _AFFINE):
                     if extra is not None:
                         _, extra = _affine(m, mean, extra)
@@ -711,10 +711,11 @@ def predict(
                     if extra is not None:
                         extra = _noise_extra(boundary_noise, op.index, extra)
                 if isinstance(model, Conserved):
+                    dims = resolve_dims(mean, model.dim)
                     mean, cov, ratio, extra = _conserve(
-                        mean, cov, model.energy, model.dim, extra, threshold
+                        mean, cov, model.energy, dims, extra, threshold
                     )
-                    clean = conserve(clean, model.energy, normalize_dims(clean, model.dim))
+                    clean = conserve(clean, model.energy, normalize_dims(clean, dims))
             taps.append(
                 LayerNoise(
                     op.name,

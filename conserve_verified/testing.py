@@ -22,7 +22,7 @@ from torch import nn
 
 from ._math import feature_count, normalize_dims
 from .errors import ConservationViolation, InvalidArgument
-from .operators import ConserveEnergy
+from .operators import ConserveEnergy, hooked_boundaries
 from .tolerances import energy_atol
 
 __all__ = [
@@ -72,6 +72,13 @@ def assert_energy_equals(
         )
 
 
+def _boundaries(model: nn.Module) -> list[tuple[str, ConserveEnergy]]:
+    """Every conservation boundary of ``model``: ``ConserveEnergy`` submodules and hooked ones."""
+    found = [(n or "<root>", m) for n, m in model.named_modules() if isinstance(m, ConserveEnergy)]
+    found += [(h.name, h.conserver) for _, h in hooked_boundaries(model)]
+    return found
+
+
 def assert_energy_conserved(
     fn_or_module: Callable[..., Any],
     *inputs: Any,
@@ -80,12 +87,17 @@ def assert_energy_conserved(
 ) -> None:
     """Oracle: run ``fn_or_module(*inputs)`` and check energy conservation.
 
-    * If ``fn_or_module`` is an ``nn.Module`` containing :class:`ConserveEnergy`
-      submodules (e.g. a :class:`~conserve_verified.Conserved` pipeline), the
-      output of *every* such boundary is checked against that boundary's own
-      energy and dims.
-    * Otherwise the output itself is checked against ``energy`` (required) over
-      ``dim`` (default ``-1``).
+    Identity checked: every conservation boundary executed by the forward pass
+    outputs energy ``E_b`` per sample over its dims ``D_b`` (within the dtype's
+    table tolerance), where ``E_b``/``D_b`` are that boundary's own settings.
+
+    * ``nn.Module`` with conservation boundaries -- :class:`ConserveEnergy`
+      submodules (a :class:`~conserve_verified.Conserved` pipeline) and/or
+      submodules hooked by :func:`~conserve_verified.conserve_boundaries`,
+      found anywhere in the model: the output of *every* boundary is checked.
+    * Otherwise (a plain module or function) the output itself is checked
+      against ``energy`` (required) over ``dim`` (default ``-1``); passing
+      ``energy`` checks the output even when the model has boundaries.
 
     Raises :class:`~conserve_verified.errors.ConservationViolation` naming the
     boundary and the sample whose energy is off by more than the dtype's tolerance.
@@ -94,9 +106,7 @@ def assert_energy_conserved(
         raise InvalidArgument("fn_or_module", fn_or_module, "must be callable")
     boundaries: list[tuple[str, ConserveEnergy]] = []
     if isinstance(fn_or_module, nn.Module):
-        boundaries = [
-            (n, m) for n, m in fn_or_module.named_modules() if isinstance(m, ConserveEnergy)
-        ]
+        boundaries = _boundaries(fn_or_module)
     if boundaries and energy is None:
         captured: list[tuple[str, ConserveEnergy, torch.Tensor]] = []
         handles = [
@@ -111,14 +121,20 @@ def assert_energy_conserved(
                 h.remove()
         if not captured:
             raise ConservationViolation(
-                "no ConserveEnergy boundary was executed by the forward pass"
+                f"none of the {len(boundaries)} conservation boundaries "
+                f"({', '.join(repr(n) for n, _ in boundaries)}) was executed by the forward pass"
             )
         for name, mod, out in captured:
-            assert_energy_equals(out, mod.energy, mod.dim, f"boundary {name or '<root>'!r}")
+            if not isinstance(out, torch.Tensor):
+                raise ConservationViolation(f"boundary {name!r}: output is not a tensor")
+            assert_energy_equals(out, mod.energy, mod.dims_for(out), f"boundary {name!r}")
         return
     if energy is None:
         raise InvalidArgument(
-            "energy", energy, "required when the callable has no ConserveEnergy boundaries"
+            "energy",
+            energy,
+            "required when the model has no conservation boundary (no ConserveEnergy "
+            "submodule, no conserve_boundaries hook): pass energy= to check its output",
         )
     with torch.no_grad():
         y = fn_or_module(*inputs)
@@ -136,7 +152,9 @@ def assert_gauge_invariant(
 ) -> None:
     """Oracle (G1): random gauge transformations leave ``model(x)`` unchanged.
 
-    Traces ``model``'s rescaling symmetry with
+    Works on plain modules, :class:`~conserve_verified.Conserved` pipelines and
+    models hooked by :func:`~conserve_verified.conserve_boundaries` alike (the
+    trace sees every conservation boundary).  Traces ``model``'s rescaling symmetry with
     :func:`conserve_verified.gauge.gauge_structure`, applies ``trials`` random
     gauge transformations (log-scales uniform in ``[-spread, spread]``, or
     powers of two with ``powers_of_two``) to copies of ``model`` and checks

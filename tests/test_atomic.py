@@ -52,3 +52,38 @@ def test_atomic_savefig_writes_a_png_and_leaves_the_figure_open(tmp_path: Path) 
     assert plt.fignum_exists(fig.number)
     plt.close(fig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+
+
+def test_atomic_write_new_file_mode_is_0666_minus_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from conserve_verified.atomic import current_umask
+
+    old = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        target = tmp_path / "new.txt"
+        atomic_write_text(target, "x")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+    os.umask(0o022)
+    try:
+        other = tmp_path / "other.txt"
+        atomic_write_text(other, "y")
+        assert stat.S_IMODE(other.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_atomic_write_keeps_the_mode_of_a_replaced_file(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    os.chmod(target, 0o604)
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o604

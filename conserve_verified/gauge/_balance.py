@@ -31,7 +31,37 @@ from ._action import (
     orbit_norms,
     transformed_parameters,
 )
-from ._structure import GaugeStructure
+from ._structure import GaugeStructure, gauge_structure
+
+#: What :func:`balance` and :func:`gauge_coordinates` accept as ``structure``:
+#: a traced :class:`GaugeStructure`, or an example input to trace the model with.
+StructureOrInput = GaugeStructure | torch.Tensor | Sequence[torch.Tensor]
+
+
+def _structure_for(model: nn.Module, structure: Any) -> GaugeStructure:
+    """``structure`` itself, or ``gauge_structure(model, structure)`` for an example input."""
+    if isinstance(structure, GaugeStructure):
+        return structure
+    if not isinstance(model, nn.Module):
+        raise InvalidArgumentType("model", model, "an nn.Module")
+    if structure is None:
+        raise InvalidArgument(
+            "structure",
+            None,
+            "needed: pass an example input, balance(model, x), or a structure from "
+            "gauge_structure(model, x)",
+        )
+    is_input = isinstance(structure, torch.Tensor) or (
+        isinstance(structure, (tuple, list))
+        and bool(structure)
+        and all(isinstance(t, torch.Tensor) for t in structure)
+    )
+    if not is_input:
+        raise InvalidArgumentType(
+            "structure", structure, "a GaugeStructure or an example input tensor (or tuple)"
+        )
+    return gauge_structure(model, structure)
+
 
 __all__ = [
     "BalanceReport",
@@ -121,7 +151,7 @@ def _touched_norm(model: nn.Module, s: GaugeStructure) -> float:
 
 def balance(
     model: nn.Module,
-    structure: GaugeStructure,
+    structure: StructureOrInput | None = None,
     tol: float | None = None,
     max_sweeps: int = 500,
 ) -> BalanceReport:
@@ -137,11 +167,14 @@ def balance(
     ``a = 0``) are left unchanged.
 
     Args:
+        structure: the model's :class:`GaugeStructure`, or an example input
+            (a tensor or tuple of tensors) with which ``balance`` traces it
+            itself: ``balance(model, x)``.
         tol: stop when ``max |(1/4) log(a/b)| <= tol``; default: the
             ``function_rtol`` of the parameters' dtype.
         max_sweeps: upper bound on the sweeps.
     """
-    s = _check_structure(structure)
+    s = _check_structure(_structure_for(model, structure))
     params = s.check_model(model)
     if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
         raise InvalidArgument("max_sweeps", max_sweeps, "must be an int >= 1")
@@ -189,7 +222,7 @@ class GaugeCoordinates:
 
 
 def gauge_coordinates(
-    model: nn.Module, structure: GaugeStructure, tol: float | None = None
+    model: nn.Module, structure: StructureOrInput | None = None, tol: float | None = None
 ) -> GaugeCoordinates:
     """Split ``model``'s parameters into (invariant part, per-scale log-scale imbalance).
 
@@ -199,6 +232,7 @@ def gauge_coordinates(
     """
     import copy
 
+    structure = _structure_for(model, structure)
     twin = copy.deepcopy(model)
     report = balance(twin, structure, tol=tol)
     balanced = {k: v.detach().clone() for k, v in twin.named_parameters()}

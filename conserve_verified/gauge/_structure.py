@@ -14,7 +14,8 @@ starts with a scale of its own; tracing then merges or fixes scales:
 * the model's input and output, the input of a batch-norm layer (which is
   normalised, so its scale is a different symmetry), and an addition with a
   constant **fix** a scale to 1;
-* a conservation boundary :class:`~conserve_verified.ConserveEnergy` is
+* a conservation boundary (a :class:`~conserve_verified.ConserveEnergy`
+  module, or a submodule hooked by :func:`~conserve_verified.conserve_boundaries`) is
   0-homogeneous per sample (T3): every scale entering it over its feature dims
   is *absorbed* (invisible downstream, needs no compensation), and the channels
   sharing one normalisation are merged into one common scale -- an individual
@@ -46,7 +47,7 @@ from torch.nn import functional as F
 
 from .._math import normalize_dims
 from ..errors import InvalidArgument, InvalidArgumentType
-from ..operators import ConserveEnergy
+from ..operators import ConserveEnergy, boundary_hooks, resolve_dims, traced_boundary
 
 __all__ = [
     "GaugeStructure",
@@ -202,6 +203,20 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, ConserveEnergy) or super().is_leaf_module(m, module_qualified_name)
 
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        # A leaf module's forward hooks do not run while tracing: record the
+        # conservation boundaries put on it by conserve_boundaries explicitly.
+        # (A traced-through module's hooks run and record themselves.)
+        out = super().call_module(m, forward, args, kwargs)
+        if self.is_leaf_module(m, self.path_of_module(m)):
+            for h in boundary_hooks(m):
+                out = self.create_proxy(
+                    "call_function", traced_boundary, (out, h.conserver.dim), {}
+                )
+        return out
+
 
 @dataclass
 class _Chan:
@@ -334,17 +349,16 @@ class _Analysis:
             fresh = [self.uf.new(f"{name}[{c}]") for c in range(shape[1])]
             return _Chan(self._register(self.prod, name, fresh), shape)
         if isinstance(m, ConserveEnergy):
-            return self._conserve(node, m, x, shape)
+            return self._conserve(node, m.dim, x, shape)
         if isinstance(m, nn.Flatten):
             return self._flatten(node, x, m.start_dim, m.end_dim, shape)
         if isinstance(m, _PASS_MODULES):
             return _Chan(list(x.ids), shape)
         return self._non_homogeneous(node, x, f"module {name!r} ({type(m).__name__})", shape)
 
-    def _conserve(
-        self, node: fx.Node, m: ConserveEnergy, x: _Chan, shape: tuple[int, ...]
-    ) -> _Chan:
-        dims = normalize_dims(torch.empty(x.shape, device="meta"), m.dim)
+    def _conserve(self, node: fx.Node, dim: Any, x: _Chan, shape: tuple[int, ...]) -> _Chan:
+        meta = torch.empty(x.shape, device="meta")
+        dims = normalize_dims(meta, resolve_dims(meta, dim))
         if 0 in dims or 1 in dims or len(x.shape) < 2:
             # one normalisation spans several channels: they share one scale
             for i in x.ids[1:]:
@@ -373,6 +387,9 @@ class _Analysis:
         kwargs: dict[str, Any],
         shape: tuple[int, ...],
     ) -> Any:
+        if fn is traced_boundary:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            return self._conserve(node, dim, args[0], shape)
         if fn in _PASS_FUNCTIONS:
             return _Chan(list(args[0].ids), shape)
         if fn in _FLATTEN_FUNCTIONS:
