@@ -8,9 +8,10 @@ r"""Statistics for experiment reports (thin, checked wrappers over :mod:`scipy.s
 * :func:`cohens_d` / :func:`hedges_g` / :func:`hedges_g_from_stats` -- standardised
   mean difference with the pooled SD, and its small-sample bias correction
   ``g = d · (1 - 3 / (4 (n_a + n_b) - 9))``.
-* :func:`two_way_anova` -- two-factor ANOVA with interaction for a balanced
-  design, with each effect's partial η² (used for the architecture × dataset
-  interaction of the λ-sweep).
+* :func:`two_way_anova` -- two-factor ANOVA with interaction (statsmodels'
+  ``ols`` + ``anova_lm``), with each effect's partial η² and its noncentral-F
+  confidence interval (:func:`partial_eta_sq_ci`); used for the architecture ×
+  dataset factorials of the λ-sweep and the energy-first experiment.
 
 Degenerate inputs follow explicit policies instead of returning NaN:
 a single observation has an unbounded interval (``±inf``); two samples with
@@ -39,6 +40,7 @@ __all__ = [
     "hedges_g_from_stats",
     "mean_ci",
     "mean_diff_ci",
+    "partial_eta_sq_ci",
     "two_way_anova",
     "welch",
     "welch_from_stats",
@@ -227,59 +229,141 @@ def hedges_g_from_stats(
 
 @dataclass(frozen=True)
 class AnovaResult:
-    """Two-way ANOVA table: per effect its sum of squares, df, F, p and partial η².
+    """Two-way ANOVA table: per effect its sum of squares, df, F, p and partial η² with a CI.
 
-    ``effects`` maps ``"A"``, ``"B"``, ``"A:B"`` to dicts with keys
-    ``ss``, ``df``, ``F``, ``p``, ``partial_eta_sq``; ``ss_error``/``df_error`` the residual.
-    Partial η² of an effect is ``SS_effect / (SS_effect + SS_error)``.
+    ``effects`` maps ``"A"``, ``"B"``, ``"A:B"`` to dicts with keys ``ss``, ``df``,
+    ``F``, ``p``, ``partial_eta_sq``, ``eta_low``, ``eta_high``; ``ss_error``/``df_error``
+    the residual; ``typ`` the sums-of-squares type; ``balanced`` whether every cell
+    has the same number of observations (then types I, II and III coincide).
+    Partial η² of an effect is ``SS_effect / (SS_effect + SS_error)``; its
+    ``confidence`` interval is the noncentral-F interval (see :func:`partial_eta_sq_ci`).
     """
 
     effects: dict[str, dict[str, float]]
     ss_error: float
     df_error: int
+    typ: int = 2
+    balanced: bool = True
+    confidence: float = 0.95
 
 
-def two_way_anova(y: Sequence[float], a: Sequence[Any], b: Sequence[Any]) -> AnovaResult:
-    """Two-factor ANOVA with interaction for a balanced design (equal n per cell, n >= 2).
+def _ncp_for(f_obs: float, df1: float, df2: float, target: float) -> float:
+    """Noncentrality ``λ >= 0`` with ``P(F'(df1, df2, λ) <= f_obs) = target`` (0 if none)."""
+    from scipy.optimize import brentq
 
-    Identity (balanced designs): ``SS_total = SS_A + SS_B + SS_AB + SS_error``.
-    Raises :class:`InvalidArgument` for unbalanced or incomplete designs.
+    def gap(lam: float) -> float:
+        return float(_st.ncf.cdf(f_obs, df1, df2, lam)) - target
+
+    if gap(0.0) <= 0.0:
+        return 0.0
+    hi = max(10.0, f_obs * df1 * 2.0)
+    while gap(hi) > 0.0:
+        hi *= 4.0
+        if hi > 1e12:
+            return hi
+    return float(brentq(gap, 0.0, hi, xtol=1e-10, rtol=1e-12))
+
+
+def partial_eta_sq_ci(
+    f_obs: float, df1: float, df2: float, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Two-sided confidence interval of a partial η² from its F statistic (noncentral F).
+
+    Identity: with ``λ_lo``/``λ_hi`` the noncentralities at which ``f_obs`` is the
+    ``(1+c)/2`` / ``(1-c)/2`` quantile of ``F'(df1, df2, λ)`` (0 where none exists),
+    the interval is ``λ / (λ + df1 + df2 + 1)`` at both (Steiger 2004; the
+    ``effectsize``/MBESS construction).  It contains the point estimate
+    ``F·df1 / (F·df1 + df2)`` whenever that is not a boundary case.
     """
+    c = _confidence(confidence)
+    for name, v in (("f_obs", f_obs), ("df1", df1), ("df2", df2)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise InvalidArgument(name, v, "must be a real number")
+    if df1 <= 0 or df2 <= 0 or not (math.isfinite(df1) and math.isfinite(df2)):
+        raise InvalidArgument("df1/df2", (df1, df2), "must be finite and > 0")
+    if f_obs < 0:
+        raise InvalidArgument("f_obs", f_obs, "must be >= 0")
+    if math.isinf(f_obs):
+        return 1.0, 1.0
+    n = df1 + df2 + 1.0
+    lo = _ncp_for(float(f_obs), float(df1), float(df2), (1.0 + c) / 2.0)
+    hi = _ncp_for(float(f_obs), float(df1), float(df2), (1.0 - c) / 2.0)
+    return lo / (lo + n), hi / (hi + n)
+
+
+_EFFECT_TERMS = (("A", "C(a, Sum)"), ("B", "C(b, Sum)"), ("A:B", "C(a, Sum):C(b, Sum)"))
+
+
+def two_way_anova(
+    y: Sequence[float],
+    a: Sequence[Any],
+    b: Sequence[Any],
+    *,
+    typ: int = 2,
+    confidence: float = 0.95,
+) -> AnovaResult:
+    """Two-factor ANOVA with interaction, by statsmodels (``ols`` + ``anova_lm``).
+
+    The model is ``y ~ C(a, Sum) * C(b, Sum)`` (sum-to-zero contrasts, so type III
+    is meaningful); ``typ`` is the sums-of-squares type (1, 2 or 3).  Every
+    ``(a, b)`` cell needs at least 2 observations; unequal cell sizes are allowed.
+    Identity (balanced designs): ``SS_total = SS_A + SS_B + SS_AB + SS_error``,
+    and types I, II and III agree.  When ``SS_error`` is 0 (to rounding) an
+    effect gets ``F = inf, p = 0`` if its SS is positive and ``F = 0, p = 1``
+    otherwise; partial η² is then 1 (CI [1, 1]) or 0 (CI [0, 1]).
+    """
+    import pandas as pd
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
     yy = _sample(y, "y", 4)
-    la, lb = list(a), list(b)
+    c = _confidence(confidence)
+    if typ not in (1, 2, 3) or isinstance(typ, bool):
+        raise InvalidArgument("typ", typ, "must be 1, 2 or 3")
+    la, lb = [str(v) for v in a], [str(v) for v in b]
     if len(la) != yy.size or len(lb) != yy.size:
         raise InvalidArgument("a/b", (len(la), len(lb)), f"must have the length of y ({yy.size})")
-    levels_a, levels_b = sorted(set(map(str, la))), sorted(set(map(str, lb)))
+    levels_a, levels_b = sorted(set(la)), sorted(set(lb))
     if len(levels_a) < 2 or len(levels_b) < 2:
         raise InvalidArgument("a/b", (levels_a, levels_b), "each factor needs at least 2 levels")
-    cell: dict[tuple[str, str], list[float]] = {}
-    for v, fa, fb in zip(yy, la, lb, strict=True):
-        cell.setdefault((str(fa), str(fb)), []).append(float(v))
-    counts = {len(cell.get((i, j), [])) for i in levels_a for j in levels_b}
-    if len(counts) != 1 or min(counts) < 2:
+    counts = {(i, j): 0 for i in levels_a for j in levels_b}
+    for fa, fb in zip(la, lb, strict=True):
+        counts[(fa, fb)] += 1
+    if min(counts.values()) < 2:
         raise InvalidArgument(
             "design",
-            sorted((k, len(v)) for k, v in cell.items()),
-            "needs every (a, b) cell filled with the same number (>= 2) of observations",
+            sorted(counts.items()),
+            "needs every (a, b) cell filled with at least 2 observations",
         )
-    n = counts.pop()
-    ka, kb = len(levels_a), len(levels_b)
-    grand = float(yy.mean())
-    m = np.array([[np.mean(cell[(i, j)]) for j in levels_b] for i in levels_a])
-    ma, mb = m.mean(axis=1), m.mean(axis=0)
-    ss_a = float(n * kb * ((ma - grand) ** 2).sum())
-    ss_b = float(n * ka * ((mb - grand) ** 2).sum())
-    ss_ab = float(n * ((m - ma[:, None] - mb[None, :] + grand) ** 2).sum())
-    ss_e = float(sum(((np.asarray(v) - np.mean(v)) ** 2).sum() for v in cell.values()))
-    df_a, df_b, df_ab, df_e = ka - 1, kb - 1, (ka - 1) * (kb - 1), ka * kb * (n - 1)
+    frame = pd.DataFrame({"y": yy, "a": la, "b": lb})
+    fit = smf.ols("y ~ C(a, Sum) * C(b, Sum)", data=frame).fit()
+    table = anova_lm(fit, typ=typ)
+    ss_e = float(table.loc["Residual", "sum_sq"])
+    df_e = round(float(table.loc["Residual", "df"]))
+    ss_total = float(((yy - yy.mean()) ** 2).sum())
+    no_error = ss_e <= 1e-12 * max(ss_total, 1e-300)
+    if no_error:
+        ss_e = 0.0
     effects: dict[str, dict[str, float]] = {}
-    for key, ss, df in (("A", ss_a, df_a), ("B", ss_b, df_b), ("A:B", ss_ab, df_ab)):
-        if ss_e == 0.0:
-            f, p = (0.0, 1.0) if ss == 0.0 else (math.inf, 0.0)
+    for key, term in _EFFECT_TERMS:
+        ss = max(float(table.loc[term, "sum_sq"]), 0.0)
+        df = float(table.loc[term, "df"])
+        if no_error:
+            positive = ss > 1e-12 * max(ss_total, 1e-300)
+            f, p = (math.inf, 0.0) if positive else (0.0, 1.0)
+            eta, lo, hi = (1.0, 1.0, 1.0) if positive else (0.0, 0.0, 1.0)
         else:
-            f = (ss / df) / (ss_e / df_e)
-            p = float(_st.f.sf(f, df, df_e))
-        denom = ss + ss_e
-        eta = 0.0 if denom == 0.0 else ss / denom
-        effects[key] = {"ss": ss, "df": float(df), "F": float(f), "p": p, "partial_eta_sq": eta}
-    return AnovaResult(effects, ss_e, df_e)
+            f, p = float(table.loc[term, "F"]), float(table.loc[term, "PR(>F)"])
+            eta = ss / (ss + ss_e)
+            lo, hi = partial_eta_sq_ci(f, df, float(df_e), c)
+        effects[key] = {
+            "ss": ss,
+            "df": df,
+            "F": f,
+            "p": p,
+            "partial_eta_sq": eta,
+            "eta_low": lo,
+            "eta_high": hi,
+        }
+    balanced = len(set(counts.values())) == 1
+    return AnovaResult(effects, ss_e, df_e, typ, balanced, c)
