@@ -37,3 +37,22 @@ def test_module_entry_point_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "0.1.0" in proc.stdout
+
+
+def test_subcommand_help_shows_every_option_default(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        for action in p._actions:
+            if not action.option_strings or action.default in (None, argparse.SUPPRESS):
+                continue
+            if action.nargs == 0 or action.help == argparse.SUPPRESS:
+                continue
+            assert "default" in out, (name, action.dest)
+            if "default" not in (action.help or "").lower():
+                assert f"default: {action.default}" in out, (name, action.dest)
