@@ -1,47 +1,114 @@
 """``conserve-verified run EXPERIMENT|all --profile P``: run experiment grids into a result store.
 
-Every selected experiment is validated (and the dataset checked) before any
-cell runs.  Finished cells are skipped (resume).  Exit status: 0 when every
-cell finished, 1 when a cell failed or an experiment could not be loaded (each
-listed on stderr), 2 for a usage error.
+Every selected experiment is validated, and the dataset and device are checked
+once, before any cell runs (one clear error line, exit status 2).  Finished
+cells are skipped (resume).  Cells run in a local pool of ``--workers`` worker
+processes (default: the available cores), one torch thread each, or as Ray
+tasks (``--backend ray``, ``--ray-address`` / ``$RAY_ADDRESS`` for a cluster);
+only this process writes ``--out``.  Exit status: 0 when every cell finished,
+1 when a cell failed or an experiment could not be loaded (each listed on
+stderr), 2 for a usage error, 130 after Ctrl-C (one line; rerunning the same
+command resumes).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import difflib
 import pathlib
+import re
 import sys
+from typing import Any
 
 import torch
 
 from ..data import DATASETS
 from ..errors import InvalidArgument
-from ..runner.discovery import discover
-from ..runner.execute import BACKENDS, run_grid
+from ..runner.discovery import discover, experiments_root
+from ..runner.execute import BACKENDS, Interrupted, available_cores, run_grid
 from ..runner.protocol import PROFILES, RunContext
 from ..runner.store import ResultStore
 
 NAME = "run"
 HELP = "run experiments (one, or all) under a profile, resuming from finished cells"
 
-__all__ = ["HELP", "NAME", "configure", "run"]
+__all__ = ["HELP", "NAME", "check_data", "check_device", "configure", "resolve_names", "run"]
+
+_NAME_RE = re.compile(r"^NAME\s*(?::\s*str\s*)?=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+
+
+def _experiment_names() -> list[str]:
+    """``NAME`` of each experiment module, read from the sources without importing them."""
+    try:
+        root = experiments_root()
+    except InvalidArgument:
+        return []
+    names = []
+    for p in sorted(root.iterdir()):
+        src = p / "__init__.py" if p.is_dir() else p
+        if p.name.startswith("_") or src.suffix != ".py" or not src.is_file():
+            continue
+        m = _NAME_RE.search(src.read_text(encoding="utf-8", errors="replace"))
+        if m:
+            names.append(m.group(1))
+    return names
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", help="experiment NAME, or 'all'")
-    parser.add_argument("--profile", default="smoke", choices=PROFILES)
-    parser.add_argument("--data", default="digits", choices=sorted(DATASETS))
-    parser.add_argument("--data-dir", type=pathlib.Path, default=None)
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"))
-    parser.add_argument("--backend", default="local", choices=BACKENDS)
+    names = _experiment_names()
     parser.add_argument(
-        "--jobs",
+        "experiment",
+        nargs="+",
+        help="experiment NAME(s) (case-insensitive), or 'all'"
+        + (f"; available: {', '.join(names)}" if names else ""),
+    )
+    parser.add_argument(
+        "--profile", default="smoke", choices=PROFILES, help="grid size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data",
+        default="digits",
+        choices=sorted(DATASETS),
+        help="dataset of the cells (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=pathlib.Path,
+        default=None,
+        help="directory with local dataset files (default: the dataset's standard place)",
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("results"),
+        help="result store, written by this process only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backend", default="local", choices=BACKENDS, help="(default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
         type=int,
         default=None,
-        help="parallel workers (default: 1 for local, all CPUs for ray)",
+        help=f"parallel worker processes / Ray CPUs, one torch thread each "
+        f"(default: the available cores, here {available_cores()})",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--jobs", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="run only the first N seeds of every grid (default: all of the profile's)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join with --backend ray (default: $RAY_ADDRESS, else a local "
+        "Ray instance is started)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)"
+    )
     parser.add_argument(
         "--experiments-dir",
         type=pathlib.Path,
@@ -50,34 +117,80 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_names(requested: list[str], valid: list[str]) -> list[str]:
+    """Experiment names for ``requested`` (case-insensitive; ``all`` = every valid name).
+
+    An unknown name raises :class:`InvalidArgument` with a "did you mean" hint
+    and the valid names.
+    """
+    by_lower = {v.lower(): v for v in valid}
+    out: list[str] = []
+    for name in requested:
+        if name.lower() == "all":
+            return list(valid)
+        if name.lower() not in by_lower:
+            close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+            hint = f"did you mean {by_lower[close[0]]!r}? " if close else ""
+            raise InvalidArgument(
+                "experiment", name, f"unknown; {hint}valid: {sorted(valid)} or 'all'"
+            )
+        if by_lower[name.lower()] not in out:
+            out.append(by_lower[name.lower()])
+    return out
+
+
+def check_data(name: str, data_dir: pathlib.Path | None) -> None:
+    """Load dataset ``name`` once, before any cell; raise one :class:`InvalidArgument` if absent."""
+    from .. import data as data_mod
+
+    if data_dir is not None and not data_dir.is_dir():
+        raise InvalidArgument("--data-dir", str(data_dir), "is not an existing directory")
+    checker: Any = getattr(data_mod, "check_available", None)
+    try:
+        if callable(checker):
+            checker(name, data_dir)
+        else:
+            data_mod.load(name, data_dir)
+    except InvalidArgument as exc:
+        raise InvalidArgument("--data", name, f"dataset not available: {exc}") from None
+
+
+def check_device(spec: str) -> torch.device:
+    """The torch device ``spec``, checked by allocating on it (one error line if unusable)."""
+    try:
+        device = torch.device(spec)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidArgument("--device", spec, f"unusable: {first}") from None
+    return device
+
+
+def _print_quarantined(store: ResultStore) -> None:
+    for line in store.quarantine_messages():
+        print(f"conserve-verified run: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     found = discover(args.experiments_dir)
-    if args.experiment == "all":
-        selected = list(found.experiments.values())
-        broken = dict(found.errors)
-    elif args.experiment in found.experiments:
-        selected = [found.experiments[args.experiment]]
-        broken = {}
-    else:
+    names = resolve_names(list(args.experiment), sorted(found.experiments))
+    everything = any(n.lower() == "all" for n in args.experiment)
+    if not names and not everything:
         hint = f"; modules that failed to load: {sorted(found.errors)}" if found.errors else ""
-        raise InvalidArgument(
-            "experiment",
-            args.experiment,
-            f"unknown; valid: {sorted(found.experiments)} or 'all'{hint}",
-        )
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        raise InvalidArgument("--data-dir", str(args.data_dir), "is not an existing directory")
-    if args.data in ("cifar10", "mnist") and args.data_dir is None:
-        raise InvalidArgument("--data", args.data, "is read from local files: pass --data-dir")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise InvalidArgument("--device", args.device, str(exc)) from None
-    jobs = (
-        args.jobs
-        if args.jobs is not None
-        else (os.cpu_count() or 1 if args.backend == "ray" else 1)
-    )
+        raise InvalidArgument("experiment", args.experiment, f"no experiment selected{hint}")
+    selected = [found.experiments[n] for n in names]
+    broken = dict(found.errors) if everything else {}
+    workers = args.workers if args.workers is not None else args.jobs
+    if workers is None:
+        workers = available_cores()
+    if workers < 1:
+        raise InvalidArgument("--workers", workers, "must be >= 1")
+    if args.seeds is not None and args.seeds < 1:
+        raise InvalidArgument("--seeds", args.seeds, "must be >= 1")
+    device = check_device(args.device)
+    uses_ctx_data = [e for e in selected if getattr(e.module, "USES_DATA", True)]
+    if uses_ctx_data:
+        check_data(args.data, args.data_dir)
     ctx = RunContext(
         data=args.data,
         data_dir=args.data_dir,
@@ -90,13 +203,46 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"conserve-verified run: experiment module {mod!r} not loaded: {err}", file=sys.stderr
         )
-    summary = run_grid(
-        selected, args.profile, ctx, store, backend=args.backend, jobs=jobs, root=found.root
-    )
+    label = " ".join(args.experiment)
+    try:
+        summary = run_grid(
+            selected,
+            args.profile,
+            ctx,
+            store,
+            backend=args.backend,
+            workers=workers,
+            root=found.root,
+            seeds=args.seeds,
+            ray_address=args.ray_address,
+        )
+    except Interrupted as exc:
+        _print_quarantined(store)
+        print(str(exc), file=sys.stderr, flush=True)
+        return 130
+    _print_quarantined(store)
+    seeds = "" if args.seeds is None else f" --seeds {args.seeds}"
     print(
-        f"run {args.experiment} --profile {args.profile} --data {args.data}: "
+        f"run {label} --profile {args.profile}{seeds} --data {args.data}: "
         f"{summary.finished} cells finished, {summary.skipped} already stored, "
-        f"{len(summary.failed)} failed -> {store.root}"
+        f"{len(summary.failed)} failed in {summary.seconds:.1f} s "
+        f"({summary.backend}, {workers} worker(s)) -> {store.root}"
+    )
+    store.note_run(
+        {
+            "command": f"conserve-verified run {label} --profile {args.profile}{seeds} "
+            f"--data {args.data}",
+            "profile": args.profile,
+            "seeds": args.seeds,
+            "data": args.data,
+            "experiments": names,
+            "backend": summary.backend,
+            "workers": workers,
+            "finished": summary.finished,
+            "skipped": summary.skipped,
+            "failed": len(summary.failed),
+            "seconds": round(summary.seconds, 2),
+        }
     )
     for exp, config, err in summary.failed:
         last = err.strip().splitlines()[-1] if err.strip() else "unknown error"

@@ -49,10 +49,16 @@ def experiments_root(explicit: pathlib.Path | str | None = None) -> pathlib.Path
 
 
 def import_experiments_package(root: pathlib.Path) -> ModuleType:
-    """Import the package ``experiments`` from ``root`` (putting its parent on ``sys.path``)."""
+    """Import the package ``experiments`` from ``root`` (its parent first on ``sys.path``).
+
+    Raises :class:`InvalidArgument` when another ``experiments`` package is
+    already imported, or when the import resolves to another directory.
+    """
+    root = pathlib.Path(root).resolve()
     parent = str(root.parent)
-    if parent not in sys.path:
-        sys.path.insert(0, parent)
+    if parent in sys.path:
+        sys.path.remove(parent)
+    sys.path.insert(0, parent)
     pkg = sys.modules.get("experiments")
     if pkg is not None:
         where = pathlib.Path(getattr(pkg, "__file__", "") or "").resolve().parent
@@ -61,7 +67,13 @@ def import_experiments_package(root: pathlib.Path) -> ModuleType:
                 "experiments directory", str(root), f"another 'experiments' is imported ({where})"
             )
         return pkg
-    return importlib.import_module("experiments")
+    pkg = importlib.import_module("experiments")
+    where = pathlib.Path(getattr(pkg, "__file__", "") or "").resolve().parent
+    if where != root:
+        raise InvalidArgument(
+            "experiments directory", str(root), f"'import experiments' resolved to {where}"
+        )
+    return pkg
 
 
 @dataclass

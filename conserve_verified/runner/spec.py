@@ -165,12 +165,18 @@ def validate_module(module: ModuleType, known_claims: set[str] | None = None) ->
     )
 
 
-def cells(experiment: Experiment, profile: str) -> list[dict[str, Any]]:
+def cells(experiment: Experiment, profile: str, seeds: int | None = None) -> list[dict[str, Any]]:
     """The configurations of ``profile``'s grid, in a deterministic order.
 
     Identity: the Cartesian product of the grid's lists, parameters in the
-    grid's order and the last parameter varying fastest.
+    grid's order and the last parameter varying fastest.  ``seeds`` keeps only
+    the first ``seeds`` values of the ``seed`` list (a cheaper run whose cells,
+    and store keys, are a subset of the full profile's).
     """
-    grid = experiment.grids[check_profile(profile)]
+    grid = dict(experiment.grids[check_profile(profile)])
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise InvalidArgument("seeds", seeds, "must be an int >= 1 or None")
+        grid["seed"] = list(grid["seed"])[:seeds]
     names = list(grid)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
