@@ -73,7 +73,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "max_train": [400],
         "seed": [0],
     },
-    "quick": {"arm": _ARMS, **_COMMON, "epochs": [20], "max_train": [None], "seed": list(range(4))},
+    "quick": {"arm": _ARMS, **_COMMON, "epochs": [15], "max_train": [None], "seed": list(range(4))},
     "paper": {
         "arm": _ARMS,
         **_COMMON,

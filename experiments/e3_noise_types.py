@@ -1,12 +1,22 @@
-"""E3: the conserved pipeline's advantage by noise type.
+"""E3: the conserved pipeline's advantage by noise type, split into conservation and normalisation.
 
-Baseline vs conserved modular MLP, trained clean, evaluated under four noise
-types at every boundary: bias (a fixed random offset of RMS 0.2), Gaussian
-(σ = 0.2), dropout (p = 0.2) and an adversarial PGD attack on the input
-(L2, energy budget ``||δ||² <= 0.05 ||x||²``, 10 steps).  Advantage =
-conserved − baseline retention in percentage points.  Paper (CIFAR-10): bias
-+45.1, Gaussian +40.4, adversarial +4.8, dropout −0.3.  Dropout and the input
-attack are scale-free, so their two conventions coincide.
+Baseline vs conserved (``E = 1``) modular MLP, trained clean, evaluated under
+four noise types: bias at every boundary (a fixed random offset of RMS 0.2),
+Gaussian at every boundary (σ = 0.2), dropout at every boundary (p = 0.2) and
+an adversarial PGD attack on the input (L2, energy budget
+``||δ||² <= 0.05 ||x||²``, 10 steps).  Bias and Gaussian run under both
+conventions (SNR-matched from the CLEAN activation's RMS, the headline;
+absolute, E-dependent); dropout and the input attack are scale-free.  20 noise
+draws (PGD: 20 random starts) per trained model.
+
+Where the noise enters relative to ``C_E``: baseline ``stage -> n -> stage``;
+conserved ``stage -> C_E -> n -> C_E -> stage``; the normalisation-only
+control (conserved weights) ``stage -> C_E -> n -> stage``.  The input attack
+acts before the first stage, where there is no ``C_E``; without boundary noise
+the re-projection is the identity on the shell (T2), so the conservation effect
+under it is 0 by construction.  Advantage = conserved − baseline retention in
+percentage points.  Paper (CIFAR-10): bias +45.1, Gaussian +40.4, adversarial
++4.8, dropout −0.3.
 """
 
 from __future__ import annotations
@@ -18,110 +28,183 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import torch
 
 from conserve_verified.atomic import atomic_savefig
 from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
-from conserve_verified.runner.conservation import CONVENTIONS, evaluate_noise, train_arm
+from conserve_verified.runner.conservation import (
+    attribution,
+    attribution_rows,
+    attribution_table,
+    eval_pipelines,
+    evaluate_noise,
+    per_seed,
+    split_arm,
+    stored,
+    train_arm,
+)
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import fmt_ci, group_by, markdown_table, values
-from conserve_verified.runner.verdict import difference_row
+from conserve_verified.runner.verdict import holm_adjust
 
 NAME = "e3"
-TITLE = "E3: advantage of conservation by noise type (bias, Gaussian, adversarial, dropout)"
+TITLE = "E3: advantage by noise type (bias, Gaussian, adversarial, dropout), attributed"
 CLAIMS = ("E3",)
 
 _ARMS = ["baseline", "conserved"]
 #: kind -> level
 _NOISES = {"bias": 0.2, "gaussian": 0.2, "adversarial": 0.05, "dropout": 0.2}
-_COMMON = {"model": ["mlp"], "depth": [4], "width": [64], "noises": [_NOISES]}
+_SCALED = ("bias", "gaussian")
+_CONV_TAGS = {"relative": "SNR-matched (clean RMS)", "absolute": "absolute, E-dependent"}
+_COMMON = {"model": ["mlp"], "depth": [4], "width": [64], "noises": [_NOISES], "draws": [20]}
 GRIDS: dict[str, dict[str, list[Any]]] = {
-    "smoke": {"arm": _ARMS, **_COMMON, "epochs": [2], "max_train": [400], "seed": [0]},
-    "quick": {"arm": _ARMS, **_COMMON, "epochs": [30], "max_train": [None], "seed": list(range(5))},
+    "smoke": {
+        "arm": _ARMS,
+        **_COMMON,
+        "draws": [2],
+        "epochs": [2],
+        "max_train": [400],
+        "seed": [0],
+    },
+    "quick": {"arm": _ARMS, **_COMMON, "epochs": [15], "max_train": [None], "seed": list(range(4))},
     "paper": {
         "arm": _ARMS,
         **_COMMON,
         "epochs": [100],
         "max_train": [None],
-        "seed": list(range(5)),
+        "seed": list(range(10)),
     },
 }
 
 
+def _conditions(noises: dict[str, float]) -> list[tuple[str, float, str]]:
+    out = []
+    for kind, level in noises.items():
+        for conv in ("relative", "absolute") if kind in _SCALED else ("absolute",):
+            out.append((kind, float(level), conv))
+    return out
+
+
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    torch.set_num_threads(1)
     data = load(ctx.data, ctx.data_dir)
     model, metrics = train_arm(config, data, ctx.device)
+    draws = int(config.get("draws", 20))
+    seed = int(config["seed"])
     evals = []
-    for k, (kind, level) in enumerate(config["noises"].items()):
-        convs = CONVENTIONS if kind in ("bias", "gaussian") else ("absolute",)
-        for c, conv in enumerate(convs):
-            seed = 104_729 * int(config["seed"]) + 10 * k + c
+    for k, (kind, level, conv) in enumerate(_conditions(config["noises"])):
+        seeds = [104_729 * seed + 1_009 * k + d for d in range(draws)]
+        for ev, pipe in eval_pipelines(model, split_arm(config["arm"])[0]).items():
             evals.append(
                 evaluate_noise(
-                    model, data, kind, level, conv, seed, metrics["clean_accuracy"], ctx.device
+                    pipe,
+                    data,
+                    kind,
+                    level,
+                    conv,
+                    seeds,
+                    metrics["clean_accuracy"],
+                    ctx.device,
+                    ev,
+                    config,
                 )
             )
     return {**metrics, "evaluations": evals}
 
 
-def _ret(r: Record, kind: str, conv: str) -> float | None:
-    for e in r["metrics"]["evaluations"]:
-        if e["kind"] == kind and (e["convention"] == conv or kind in ("adversarial", "dropout")):
-            return float(e["retention_pct"])
-    return None
+def _label(kind: str, conv: str) -> str:
+    return f"{kind} ({_CONV_TAGS[conv] if kind in _SCALED else 'scale-free'})"
+
+
+def _get(
+    r: Record, kind: str, conv: str, ev: str | None = None, field: str = "retention_pct"
+) -> Any:
+    level = float(r["config"]["noises"][kind])
+    return stored(r, level=level, convention=conv, eval_arm=ev, kind=kind, field=field)
+
+
+def _estimates(arms: dict[str, list[Record]], kind: str, conv: str) -> dict[str, Any]:
+    cons = arms.get("conserved", [])
+    return attribution(
+        per_seed(arms.get("baseline", []), lambda r: _get(r, kind, conv)),
+        per_seed(cons, lambda r: _get(r, kind, conv, "normalized")),
+        per_seed(cons, lambda r: _get(r, kind, conv, "conserved")),
+    )
 
 
 def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
-    """E3: conserved − baseline retention (pp) per noise type vs the paper."""
+    """E3: attribution rows (total / conservation / normalisation, paired by seed) per
+    noise type and convention vs the paper's advantage; Holm-adjusted."""
     paper = claim("E3")["values"]
     arms = group_by(records, lambda r: r["config"]["arm"])
-    rows = []
-    for conv in CONVENTIONS:
-        for kind in _NOISES:
-            if conv == "relative" and kind not in ("bias", "gaussian"):
-                continue
-            tag = "absolute, as in paper" if conv == "absolute" else "SNR-matched"
-            if kind in ("adversarial", "dropout"):
-                tag = "scale-free"
-            c = values(arms.get("conserved", []), lambda r, k=kind, v=conv: _ret(r, k, v))
-            b = values(arms.get("baseline", []), lambda r, k=kind, v=conv: _ret(r, k, v))
-            rows.append(
-                difference_row("E3", f"advantage (pp), {kind} ({tag})", float(paper[kind]), c, b)
-            )
-    return rows
+    noises = records[0]["config"]["noises"] if records else _NOISES
+    rows: list[dict[str, Any]] = []
+    for kind, _level, conv in _conditions(noises):
+        note = "0 by construction (T2): no boundary noise" if kind == "adversarial" else ""
+        rows += attribution_rows(
+            "E3",
+            f"retention, {_label(kind, conv)}",
+            float(paper[kind]),
+            _estimates(arms, kind, conv),
+            note,
+        )
+    return holm_adjust(rows)
 
 
 def report(records: list[Record], out_dir: pathlib.Path) -> str:
     arms = group_by(records, lambda r: r["config"]["arm"])
-    out = [f"## {TITLE}", "", "Retention % per noise type (mean [95% CI] (n)).", ""]
-    header = ["arm", "clean acc %"]
-    cols: list[tuple[str, str]] = []
-    for kind in _NOISES:
-        for conv in CONVENTIONS if kind in ("bias", "gaussian") else ("absolute",):
-            cols.append((kind, conv))
-            header.append(f"{kind} ({conv})" if kind in ("bias", "gaussian") else kind)
-    rows = []
-    for arm in _ARMS:
-        rs = arms.get(arm, [])
-        rows.append(
-            [arm, fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
-            + [fmt_ci(values(rs, lambda r, k=k, c=c: _ret(r, k, c))) for k, c in cols]
-        )
-    out.append(markdown_table(header, rows))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    labels, diffs = [], []
-    for k, c in cols:
-        cv = values(arms.get("conserved", []), lambda r, k=k, c=c: _ret(r, k, c))
-        bv = values(arms.get("baseline", []), lambda r, k=k, c=c: _ret(r, k, c))
-        if cv and bv:
-            labels.append(f"{k}\n{c}" if k in ("bias", "gaussian") else k)
-            diffs.append(sum(cv) / len(cv) - sum(bv) / len(bv))
-    ax.bar(range(len(diffs)), diffs)
-    ax.set_xticks(range(len(diffs)), labels)
+    noises = records[0]["config"]["noises"] if records else _NOISES
+    conds = _conditions(noises)
+    rows_claim = claim_rows(records)
+    out = [
+        f"## {TITLE}",
+        "",
+        "Retention % / noisy accuracy % per noise type (mean [95% CI] (n seeds), 20 draws "
+        "per model). *[normalized]*: the conserved weights without the re-projection after "
+        "the noise.",
+        "",
+    ]
+    for field, what in (("retention_pct", "retention %"), ("accuracy", "noisy accuracy %")):
+        header = ["arm [eval]", "clean acc %"] + [_label(k, c) for k, _l, c in conds]
+        rows = []
+        for arm in _ARMS:
+            rs = arms.get(arm, [])
+            for ev in ("conserved", "normalized") if arm == "conserved" else (None,):
+                rows.append(
+                    [arm if ev is None else f"{arm} [{ev}]"]
+                    + [fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
+                    + [
+                        fmt_ci(values(rs, lambda r, k=k, c=c, e=ev, f=field: _get(r, k, c, e, f)))
+                        for k, _l, c in conds
+                    ]
+                )
+        out += [f"**{what}**", "", markdown_table(header, rows), ""]
+    out += ["**Attribution** (retention, pp; paired by seed; raw p / Holm p (verdict)):", ""]
+    table = [(f"retention, {_label(k, c)}", _estimates(arms, k, c)) for k, _l, c in conds]
+    out.append(attribution_table(table, rows_claim))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.38
+    for j, (key, name) in enumerate(
+        (("conservation", "conservation effect"), ("normalisation", "normalisation effect"))
+    ):
+        xs, ms, lo, hi = [], [], [], []
+        for i, (_label_i, est) in enumerate(table):
+            e = est[key]
+            if e.mean is None:
+                continue
+            xs.append(i + (j - 0.5) * width)
+            ms.append(e.mean)
+            lo.append(e.mean - e.low if e.low is not None else 0.0)
+            hi.append(e.high - e.mean if e.high is not None else 0.0)
+        if xs:
+            ax.bar(xs, ms, width, yerr=[lo, hi], capsize=3, label=name)
+    ax.set_xticks(range(len(conds)), [f"{k}\n{c}" if k in _SCALED else k for k, _l, c in conds])
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylabel("conserved − baseline retention (pp)")
+    ax.set_ylabel("retention effect (pp), 95% paired CI")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_savefig(fig, out_dir / "e3_noise_types.png", dpi=100)
     plt.close(fig)
-    out += ["", "![E3 advantage by noise type](e3_noise_types.png)", ""]
+    out += ["", "![E3 conservation vs normalisation effect by noise type](e3_noise_types.png)", ""]
     return "\n".join(out)
