@@ -22,6 +22,10 @@ back, only for samples whose sum of squares overflowed or is small enough for
 underflow to matter, to a path that scales by the max-abs first.  Non-finite
 input and all-zero samples raise :class:`~conserve_verified.errors.InvalidArgument`
 unless a policy says otherwise.
+
+``torch.compile``: ``conserve`` traces with ``fullgraph=True``; the traced graph
+holds one opaque custom op per direction whose implementation is the eager
+kernel, so compiled and eager results are bitwise equal (``tests/test_compile.py``).
 """
 
 from __future__ import annotations
@@ -94,7 +98,10 @@ def normalize_dims(x: torch.Tensor, dim: int | Sequence[int]) -> tuple[int, ...]
 
 def feature_count(x: torch.Tensor, dims: tuple[int, ...]) -> int:
     """Number of features per sample: the product of ``x.shape[d]`` over ``dims``."""
-    return math.prod(x.shape[d] for d in dims)
+    n = 1
+    for d in dims:  # a plain loop (no generator), so torch.compile traces it
+        n *= x.shape[d]
+    return n
 
 
 def check_energy_value(value: Any, dtype: torch.dtype, name: str = "energy") -> float:
@@ -314,16 +321,111 @@ class _ConserveFunction(torch.autograd.Function):
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         (g,) = grads
         y, inv_rho = ctx.saved_tensors
-        fused = _fused.backward(g, y, inv_rho, ctx.e, ctx.dims)
-        if fused is not None:
-            return fused, None, None, None
-        acc = inv_rho.dtype
-        r = math.sqrt(ctx.e)
-        ga = g.to(acc)
-        ya = y.to(acc)
-        dot = (ya * ga).sum(ctx.dims, keepdim=True)
-        grad = (inv_rho * r) * (ga - ya * (dot / ctx.e))
-        return grad.to(g.dtype), None, None, None
+        return _eager_backward(g, y, inv_rho, ctx.e, ctx.dims), None, None, None
+
+
+# --------------------------------------------------------------------------- torch.compile
+#
+# Under ``torch.compile`` the operator is one opaque custom op per direction
+# (``conserve_verified::conserve`` and ``conserve_verified::conserve_backward``)
+# whose implementations are the eager kernels above: Dynamo traces the argument
+# validation (pure Python on shapes and constants) and records one call of the
+# op, so there is no graph break and the compiled results are *bitwise* the
+# eager ones -- the tolerance table and the finite-precision theorems, which
+# are statements about these kernels, apply unchanged.  Data-dependent checks
+# (NaN/Inf, zero samples, the wide path) run inside the op at run time and
+# raise the same typed errors.
+
+
+@torch.library.custom_op("conserve_verified::conserve", mutates_args=())
+def _conserve_op(
+    x: torch.Tensor, energy: float, dims: list[int], zero: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y, inv_rho, wide)``: the eager :func:`_forward`, ``inv_rho`` in float64.
+
+    ``wide`` (a 0-d bool tensor) records whether the eager forward returned its
+    ``inv_rho`` in float64 (the wide path), so the backward reproduces the
+    eager backward's accumulation dtype exactly.
+    """
+    y, inv_rho = _forward(x, energy, tuple(dims), zero)  # type: ignore[arg-type]
+    wide = torch.tensor(inv_rho.dtype != tolerance(x.dtype).accumulation)
+    return y, inv_rho.to(torch.float64), wide
+
+
+@_conserve_op.register_fake
+def _conserve_op_fake(
+    x: torch.Tensor, energy: float, dims: list[int], zero: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    shape = [1 if d in dims else s for d, s in enumerate(x.shape)]
+    return (
+        torch.empty_like(x),
+        x.new_empty(shape, dtype=torch.float64),
+        x.new_empty((), dtype=torch.bool),
+    )
+
+
+def _eager_backward(
+    g: torch.Tensor, y: torch.Tensor, inv_rho: torch.Tensor, e: float, dims: tuple[int, ...]
+) -> torch.Tensor:
+    """Analytic backward ``(r/rho) (g - y (y.g)/E)`` in the dtype of ``inv_rho`` (fused or not)."""
+    fused = _fused.backward(g, y, inv_rho, e, dims)
+    if fused is not None:
+        return fused
+    acc = inv_rho.dtype
+    ga = g.to(acc)
+    ya = y.to(acc)
+    dot = (ya * ga).sum(dims, keepdim=True)
+    grad = (inv_rho * math.sqrt(e)) * (ga - ya * (dot / e))
+    return grad.to(g.dtype)
+
+
+@torch.library.custom_op("conserve_verified::conserve_backward", mutates_args=())
+def _conserve_backward_op(
+    g: torch.Tensor,
+    y: torch.Tensor,
+    inv_rho: torch.Tensor,
+    wide: torch.Tensor,
+    energy: float,
+    dims: list[int],
+) -> torch.Tensor:
+    """The eager backward, with ``inv_rho`` back in the dtype the eager forward produced."""
+    if not bool(wide):
+        inv_rho = inv_rho.to(tolerance(y.dtype).accumulation)  # exact: it came from there
+    return _eager_backward(g, y, inv_rho, energy, tuple(dims))
+
+
+@_conserve_backward_op.register_fake
+def _conserve_backward_op_fake(
+    g: torch.Tensor,
+    y: torch.Tensor,
+    inv_rho: torch.Tensor,
+    wide: torch.Tensor,
+    energy: float,
+    dims: list[int],
+) -> torch.Tensor:
+    return torch.empty_like(g)
+
+
+def _op_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    _, energy, dims, _ = inputs
+    y, inv_rho, wide = output
+    ctx.save_for_backward(y, inv_rho, wide)
+    ctx.energy = energy
+    ctx.dims = dims
+
+
+def _op_backward(
+    ctx: Any, grad_y: torch.Tensor, grad_inv: Any, grad_wide: Any
+) -> tuple[torch.Tensor, None, None, None]:
+    y, inv_rho, wide = ctx.saved_tensors
+    grad = _conserve_backward_op(grad_y, y, inv_rho, wide, ctx.energy, ctx.dims)
+    return grad, None, None, None
+
+
+_conserve_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+
+
+# --------------------------------------------------------------------------- public entry
 
 
 def conserve(
@@ -350,6 +452,8 @@ def conserve(
             samples under ``zero="raise"``, a bad ``energy``/``dim``/``zero``.
 
     The backward pass is analytic and first-order only (``once_differentiable``).
+    Under :func:`torch.compile` (``fullgraph=True`` works) the operator is one
+    opaque custom op running the same kernels: identical results, same errors.
 
     >>> import torch
     >>> conserve(torch.tensor([[3.0, 4.0]]), energy=4.0)
@@ -362,6 +466,9 @@ def conserve(
         raise InvalidArgument("zero", zero, f"must be one of {_ZERO_POLICIES}")
     if x.numel() == 0:
         return x.clone()
+    if torch.compiler.is_compiling():
+        y: torch.Tensor = _conserve_op(x, e, list(dims), zero)[0]
+        return y
     if x.requires_grad and torch.is_grad_enabled():
         out: torch.Tensor = _ConserveFunction.apply(x, e, dims, zero)
         return out

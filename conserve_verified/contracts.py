@@ -139,6 +139,33 @@ def check_energy(
 def assert_energy(
     y: torch.Tensor, energy: float, dim: int | Sequence[int] = -1, name: str = "y"
 ) -> None:
-    """Contract form of :func:`check_energy` (honours ``CONSERVE_CHECKS``)."""
+    """Contract form of :func:`check_energy` (honours ``CONSERVE_CHECKS``).
+
+    Under :func:`torch.compile` the check is one opaque custom op
+    (``conserve_verified::assert_energy``, marked as having a side effect so it
+    is never eliminated) that reads the mode and runs :func:`check_energy` at
+    run time: no graph break, the same float64 measurement, the same
+    :class:`ConservationViolation` or :class:`ContractWarning`.
+    """
+    if torch.compiler.is_compiling():
+        from ._math import normalize_dims  # local: avoid an import cycle
+
+        _assert_energy_op(y, float(energy), list(normalize_dims(y, dim)), name)
+        return
     if get_mode() != "off":
         _report(*check_energy(y, energy, dim, name))
+
+
+@torch.library.custom_op("conserve_verified::assert_energy", mutates_args=())
+def _assert_energy_op(y: torch.Tensor, energy: float, dims: list[int], name: str) -> None:
+    """Run-time :func:`assert_energy` (mode read when the compiled code runs)."""
+    if get_mode() != "off":
+        _report(*check_energy(y, energy, tuple(dims), name))
+
+
+@_assert_energy_op.register_fake
+def _assert_energy_op_fake(y: torch.Tensor, energy: float, dims: list[int], name: str) -> None:
+    return None
+
+
+torch.fx.node.has_side_effect(torch.ops.conserve_verified.assert_energy.default)

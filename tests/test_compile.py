@@ -1,0 +1,139 @@
+"""``conserve``, ``ConserveEnergy`` and ``Conserved`` under ``torch.compile(fullgraph=True)``.
+
+Identity: a compiled call returns exactly (``torch.equal``) what the eager call
+returns, forward and backward, and raises the same typed errors: under
+compilation the operator is one opaque custom op whose implementation is the
+eager kernel (see :mod:`conserve_verified._math`), and the energy contract is
+one opaque op run when the compiled code runs (:func:`contracts.assert_energy`).
+
+``fullgraph=True`` makes any graph break an error, so each test also checks
+that the traced code has none.  Inductor (C++ on CPU) compiles the plain
+operator; the module and contract tests use the ``aot_eager`` backend (the
+same Dynamo trace and autograd graph, no C++ build) to keep CI fast.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from conserve_verified import (
+    ConservationViolation,
+    Conserved,
+    ConserveEnergy,
+    InvalidArgument,
+    conserve,
+    contracts,
+)
+from conserve_verified.contracts import ContractWarning
+
+# inductor itself (not this package) uses deprecated torch.jit APIs while compiling
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo() -> Iterator[None]:
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _conserve4(t: torch.Tensor) -> torch.Tensor:
+    return conserve(t, energy=4.0)
+
+
+@pytest.fixture(scope="module")
+def inductor_conserve() -> Callable[[torch.Tensor], torch.Tensor]:
+    return torch.compile(_conserve4, fullgraph=True, backend="inductor")
+
+
+def test_compiled_conserve_forward_backward_equal_eager(
+    inductor_conserve: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 10, generator=gen, requires_grad=True)
+    g = torch.randn(6, 10, generator=gen)
+    y = inductor_conserve(x)
+    assert torch.equal(y, _conserve4(x))
+    (grad_c,) = torch.autograd.grad(y, x, g)
+    (grad_e,) = torch.autograd.grad(_conserve4(x), x, g)
+    assert torch.equal(grad_c, grad_e)
+
+
+def test_compiled_conserve_low_precision_and_wide_path_equal_eager(
+    inductor_conserve: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    xb = torch.randn(5, 12, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    assert torch.equal(inductor_conserve(xb), _conserve4(xb))
+    # squares that overflow float32 take the wide (float64) path inside the op
+    xw = torch.full((2, 12), 1e30)
+    xw[1, ::2] = -1e30
+    assert torch.equal(inductor_conserve(xw), _conserve4(xw))
+
+
+def test_compiled_conserve_raises_typed_errors(
+    inductor_conserve: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    x = torch.ones(3, 10)
+    x[1] = 0
+    with pytest.raises(InvalidArgument, match=r"batch index \(1,\) is all zeros"):
+        inductor_conserve(x)
+    x = torch.ones(3, 10)
+    x[2, 4] = float("nan")
+    with pytest.raises(InvalidArgument, match=r"index \(2, 4\)"):
+        inductor_conserve(x)
+
+
+def _pipeline() -> Conserved:
+    torch.manual_seed(0)
+    return Conserved(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def test_compiled_conserved_pipeline_equal_eager_checks_off() -> None:
+    p = _pipeline()
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(2))
+    with contracts.checks("off"):
+        compiled = torch.compile(p, fullgraph=True, backend="aot_eager")
+        out = compiled(x)
+        assert torch.equal(out, p(x))
+        params = list(p.parameters())
+        grads_c = torch.autograd.grad(compiled(x).square().sum(), params)
+        grads_e = torch.autograd.grad(p(x).square().sum(), params)
+    assert all(torch.equal(a, b) for a, b in zip(grads_c, grads_e, strict=True))
+
+
+def test_compiled_conserve_energy_module_checks_on_equal_eager() -> None:
+    m = ConserveEnergy(2.0, dim=(1, 2))
+    x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(3))
+    with contracts.checks("raise"):
+        assert torch.equal(torch.compile(m, fullgraph=True, backend="aot_eager")(x), m(x))
+
+
+def _scaled_output(t: torch.Tensor) -> torch.Tensor:
+    y = conserve(t, 1.0) * 1.1  # energy 1.21: violates the contract
+    contracts.assert_energy(y, 1.0, name="scaled")
+    return y
+
+
+@pytest.mark.parametrize("mode", ["raise", "warn", "off"])
+def test_compiled_contract_mode_read_at_run_time(mode: contracts.CheckMode) -> None:
+    # compiled once with checks off: the mode is read when the compiled code runs
+    with contracts.checks("off"):
+        compiled = torch.compile(_scaled_output, fullgraph=True, backend="aot_eager")
+        compiled(torch.ones(2, 3))
+    x = torch.ones(2, 3)
+    with contracts.checks(mode), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if mode == "raise":
+            with pytest.raises(ConservationViolation, match="scaled"):
+                compiled(x)
+        else:
+            compiled(x)
+    contract_warnings = [w for w in caught if issubclass(w.category, ContractWarning)]
+    assert len(contract_warnings) == (1 if mode == "warn" else 0)
