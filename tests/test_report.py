@@ -59,11 +59,29 @@ def test_markdown_to_html_tables_headings_images_and_escaping() -> None:
         "# Title\n\ntext with **bold** and <script>\n\n"
         "| a | b |\n|---|---|\n| 1 | `x` |\n\n![plot](p.png)\n- item"
     )
-    html = markdown_to_html(md, "t")
-    assert "<h1>Title</h1>" in html
+    html = markdown_to_html(md, "t <&>")
+    flat = html.replace("\n", "")
+    assert "<h1>Title</h1>" in html and "<title>t &lt;&amp;&gt;</title>" in html
     assert "<strong>bold</strong>" in html and "&lt;script&gt;" in html and "<script>" not in html
-    assert "<th>a</th><th>b</th>" in html and "<td>1</td><td><code>x</code></td>" in html
-    assert '<img alt="plot" src="p.png">' in html and "<li>item</li>" in html
+    assert "<th>a</th><th>b</th>" in flat and "<td>1</td><td><code>x</code></td>" in flat
+    assert '<img src="p.png" alt="plot" />' in html and "<li>item</li>" in html
+
+
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "<img src=x onerror=alert(1)>",
+        "| <b>cell</b> |\n|---|\n| <i>x</i> |",
+        "[click](javascript:alert(1))",
+        "`<code>` & <!-- comment -->",
+    ],
+)
+def test_markdown_to_html_never_passes_raw_html_through(evil: str) -> None:
+    html = markdown_to_html(evil, "t")
+    body = html.split("<body>", 1)[1]
+    for tag in ("<img src=x", "<b>", "<i>", "<!--", 'href="javascript'):
+        assert tag not in body
+    assert ("&lt;" in body) == ("<" in evil)
 
 
 @pytest.mark.parametrize("bad", [[], [float("nan"), 1.0]])

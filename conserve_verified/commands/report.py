@@ -1,8 +1,11 @@
-"""``conserve-verified report [--out DIR]``: write ``report.md`` and ``report.html``.
+"""``conserve-verified report [--out DIR] [--certificate PATH]``: write ``report.md`` and ``.html``.
 
+The report joins the experiments' claim rows with the proof certificate
+written by ``conserve-verified verify --json`` (default ``<out>/certificate.json``).
 Exit status 0 when the report was written and nothing failed, 1 when it was
-written but some cells or experiment reports failed (listed in the report and
-on stderr).
+written but some cells or experiment reports failed or record files were
+quarantined (listed in the report and on stderr), 2 (one line on stderr) when
+``--out`` is missing or holds no records.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import pathlib
 import sys
 
 from ..runner.discovery import discover
-from ..runner.report import build_report
+from ..runner.report import NoRecords, build_report
 
 NAME = "report"
 HELP = "write report.md and report.html (paper vs reproduced, per experiment) from stored results"
@@ -21,7 +24,18 @@ __all__ = ["HELP", "NAME", "configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"))
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("results"),
+        help="result store to report on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--certificate",
+        type=pathlib.Path,
+        default=None,
+        help="proof certificate from `verify --json` (default: OUT/certificate.json)",
+    )
     parser.add_argument(
         "--experiments-dir",
         type=pathlib.Path,
@@ -31,7 +45,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    res = build_report(args.out, discover(args.experiments_dir))
+    try:
+        res = build_report(
+            args.out, discover(args.experiments_dir), args.certificate, require_records=True
+        )
+    except NoRecords as exc:
+        print(f"conserve-verified report: error: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {res.markdown} and {res.html}")
     for p in res.problems:
         print(f"conserve-verified report: {p}", file=sys.stderr)

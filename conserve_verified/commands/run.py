@@ -18,7 +18,6 @@ import difflib
 import pathlib
 import re
 import sys
-from typing import Any
 
 import torch
 
@@ -68,8 +67,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default="digits",
-        choices=sorted(DATASETS),
-        help="dataset of the cells (default: %(default)s)",
+        help=f"dataset of the cells: {', '.join(sorted(DATASETS))}, npz:PATH or "
+        "imagefolder:PATH (default: %(default)s)",
     )
     parser.add_argument(
         "--data-dir",
@@ -139,20 +138,22 @@ def resolve_names(requested: list[str], valid: list[str]) -> list[str]:
     return out
 
 
-def check_data(name: str, data_dir: pathlib.Path | None) -> None:
-    """Load dataset ``name`` once, before any cell; raise one :class:`InvalidArgument` if absent."""
+def check_data(name: str, data_dir: pathlib.Path | None) -> str:
+    """The checked dataset name; one :class:`InvalidArgument` (before any cell) if unavailable.
+
+    Uses :func:`conserve_verified.data.check_name` and
+    :func:`~conserve_verified.data.check_available` (files present, nothing read).
+    """
     from .. import data as data_mod
 
     if data_dir is not None and not data_dir.is_dir():
         raise InvalidArgument("--data-dir", str(data_dir), "is not an existing directory")
-    checker: Any = getattr(data_mod, "check_available", None)
     try:
-        if callable(checker):
-            checker(name, data_dir)
-        else:
-            data_mod.load(name, data_dir)
+        checked = str(data_mod.check_name(name))
+        data_mod.check_available(checked, data_dir)
     except InvalidArgument as exc:
         raise InvalidArgument("--data", name, f"dataset not available: {exc}") from None
+    return checked
 
 
 def check_device(spec: str) -> torch.device:
@@ -188,11 +189,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise InvalidArgument("--seeds", args.seeds, "must be >= 1")
     device = check_device(args.device)
-    uses_ctx_data = [e for e in selected if getattr(e.module, "USES_DATA", True)]
-    if uses_ctx_data:
-        check_data(args.data, args.data_dir)
+    data = check_data(args.data, args.data_dir)
     ctx = RunContext(
-        data=args.data,
+        data=data,
         data_dir=args.data_dir,
         out_dir=args.out,
         device=device,

@@ -1,22 +1,38 @@
-"""The report: claims table (paper vs ours) and each experiment's section, as Markdown and HTML.
+"""The report: every claim's verdict rows (experiments and proofs joined) and each experiment's
+section, as Markdown and HTML.
 
 :func:`build_report` reads every ``"ok"`` record under ``<out>/records``, groups
 them by (experiment, dataset), asks each experiment for its Markdown section
 (``report(records, out_dir)``, plots written next to ``report.md``) and, when it
-defines the optional ``claim_rows(records)``, for its paper-vs-ours rows (see
-:mod:`.verdict`).  Every claim of ``claims.json`` gets a line in the claims
-table, also those no experiment has measured yet.  Failed cells and
-experiments whose report raised are listed, not hidden.
+defines ``claim_rows(records)``, for its paper-vs-ours rows (see
+:mod:`.verdict`).  It also reads the proof certificate written by
+``conserve-verified verify --json`` (default ``<out>/certificate.json``):
+every theorem that ``refutes`` a claim gives that claim a ``refuted`` row with
+the counterexample, and the claim's corrected statement (:data:`CORRECTED_BY`)
+a ``proved`` row with its scope -- claim B is closed by a proof, not an
+experiment.  Every claim of ``claims.json`` ends with at least one row: a claim
+whose experiments ran but could not decide it reads *grid too small for a
+verdict* with the reason.  p-values are Holm-corrected per (claim, dataset)
+(:func:`.verdict.holm_adjust`).
 
-Files written (atomically): ``<out>/report.md`` and ``<out>/report.html``.
+The header states what the evidence is: profile(s), dataset(s), seeds per
+arm, cells, run time (from ``<out>/runs.jsonl``) and the certificate used; a
+store holding only ``smoke`` records is marked *not evidence*.  Failed cells,
+quarantined record files and experiments whose report raised are listed, not
+hidden.
+
+Files written (atomically): ``<out>/report.md`` and ``<out>/report.html``
+(the HTML by markdown-it-py with raw HTML disabled, so text from records is
+always escaped).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import pathlib
-import re
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +40,43 @@ from .claims import load_claims
 from .discovery import Discovery
 from .store import ResultStore, atomic_write_text
 from .tables import fmt_num, fmt_p, group_by, markdown_table
-from .verdict import VERDICTS
+from .verdict import GRID_TOO_SMALL, VERDICTS, holm_adjust, proof_row
 
-__all__ = ["ReportResult", "build_report", "markdown_to_html"]
+__all__ = [
+    "CORRECTED_BY",
+    "NoRecords",
+    "ReportResult",
+    "build_report",
+    "certificate_rows",
+    "load_certificate",
+    "markdown_to_html",
+]
+
+#: The theorem that states the corrected form of a refuted claim.
+CORRECTED_BY = {"B": "T5"}
+
+#: Claims whose rows come from the proof certificate (no experiment measures them).
+PROOF_CLAIMS = ("B",)
+
+VERDICT_RULES = (
+    "Verdicts (95% CIs; *significant* = p < 0.05 after Holm's correction over the rows of one "
+    "claim on one dataset): **reproduced** — the paper's value lies in our CI *and* the CI "
+    "excludes no effect (for a claimed non-effect: the CI lies inside ±margin; for a level: "
+    "inside ±margin of the paper's value when a margin is stated); **consistent but "
+    "inconclusive** — the CI contains the paper's value but is too wide to tell; **smaller** / "
+    "**larger** — significant, same sign, the CI entirely below / above the paper's value; "
+    "**not reproduced** — no significant effect and the CI excludes the paper's value; "
+    "**reversed** — significant with the opposite sign; **refuted** — the proof engine found "
+    "a counterexample; **proved** — the corrected statement holds (scope given); **grid too "
+    "small for a verdict** — fewer than 2 seeds per arm or no CI (e.g. the smoke profile). "
+    "*compare*: **effect** rows are differences between arms (used whenever our dataset "
+    "differs from the paper's); **level** rows compare one arm's level with the paper's; "
+    "**proof** rows come from the certificate."
+)
+
+
+class NoRecords(Exception):
+    """The output folder is missing or holds no records (the CLI prints one line, exit 2)."""
 
 
 @dataclass
@@ -36,6 +86,7 @@ class ReportResult:
     markdown: pathlib.Path
     html: pathlib.Path
     problems: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _digits(x: float | None) -> int:
@@ -46,74 +97,278 @@ def _digits(x: float | None) -> int:
 def _ours(row: dict[str, Any]) -> str:
     if row.get("mean") is None:
         return "–"
-    k = _digits(row["paper"])
+    k = _digits(row["paper"] if row.get("paper") is not None else row["mean"])
     if row.get("low") is None:
         return f"{fmt_num(row['mean'], k)} (n={row.get('n', 0)})"
     lo, hi = fmt_num(row["low"], k), fmt_num(row["high"], k)
     return f"{fmt_num(row['mean'], k)} [{lo}, {hi}] (n={row['n']})"
 
 
-def _claims_section(rows: list[dict[str, Any]], discovery: Discovery | None) -> str:
+def _label(data: str) -> str:
+    try:
+        from ..data import dataset_label
+
+        return str(dataset_label(data))
+    except Exception:
+        return data
+
+
+# --------------------------------------------------------------------------- certificate
+
+
+def load_certificate(path: pathlib.Path | str) -> tuple[dict[str, Any] | None, str]:
+    """``(certificate, problem)``: the parsed certificate, or ``None`` and why not."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        return None, f"no certificate at {p}"
+    try:
+        cert = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"certificate {p} cannot be read: {exc}"
+    if not isinstance(cert, dict) or not isinstance(cert.get("theorems"), list):
+        return None, f"certificate {p} has no theorem list"
+    return cert, ""
+
+
+def _cex(cex: Any) -> str:
+    if isinstance(cex, dict) and cex:
+        return ", ".join(f"{k} = {v}" for k, v in cex.items())
+    return "none recorded"
+
+
+def _scope(t: dict[str, Any]) -> str:
+    sc = t.get("scope")
+    if isinstance(sc, dict) and sc.get("kind"):
+        detail = f" ({sc['detail']})" if sc.get("detail") else ""
+        return f"scope: {sc['kind']}{detail}"
+    return "scope: not recorded in this certificate"
+
+
+def certificate_rows(
+    cert: dict[str, Any] | None, where: str, claim_ids: Sequence[str] = PROOF_CLAIMS
+) -> list[dict[str, Any]]:
+    """Claim rows from a certificate: refutations (with counterexamples) and corrections.
+
+    For each claim: one row per theorem whose ``refutes.claim`` is the claim
+    (``refuted`` when its verdict is REFUTED, else ``not decided``), then one
+    row for the theorem of :data:`CORRECTED_BY` (``proved`` when PROVED, with
+    its scope).  ``cert is None``: one ``not decided`` row per claim saying so.
+    """
+    rows: list[dict[str, Any]] = []
+    how = f"run `conserve-verified verify --json {where}`"
+    for cid in claim_ids:
+        if cert is None:
+            rows.append(proof_row(cid, "proof certificate", "not decided", note=f"{where}; {how}"))
+            continue
+        theorems = [t for t in cert["theorems"] if isinstance(t, dict)]
+        refuting = [t for t in theorems if (t.get("refutes") or {}).get("claim") == cid]
+        for t in refuting:
+            status = str(t.get("verdict", "?"))
+            q = f"{t.get('id')}: {t.get('name', '')}"
+            if status == "REFUTED":
+                rows.append(
+                    proof_row(
+                        cid, q, "refuted", note=f"counterexample: {_cex(t.get('counterexample'))}"
+                    )
+                )
+            else:
+                why = f"engine verdict {status}" + (f": {t['reason']}" if t.get("reason") else "")
+                rows.append(proof_row(cid, q, "not decided", note=why))
+        fix = CORRECTED_BY.get(cid)
+        fixed = [t for t in theorems if t.get("id") == fix]
+        for t in fixed:
+            status = str(t.get("verdict", "?"))
+            q = f"{t.get('id')} (corrected statement): {t.get('statement', t.get('name', ''))}"
+            verdict = "proved" if status == "PROVED" else "not decided"
+            rows.append(proof_row(cid, q, verdict, note=f"engine verdict {status}; {_scope(t)}"))
+        if not refuting and not fixed:
+            rows.append(
+                proof_row(
+                    cid,
+                    "proof certificate",
+                    "not decided",
+                    note=f"{where} has no theorem refuting or correcting claim {cid}",
+                )
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- claims table
+
+
+def _claims_section(
+    rows: list[dict[str, Any]],
+    discovery: Discovery | None,
+    measured: dict[str, list[str]],
+    smoke_only: bool,
+) -> str:
     claims = load_claims()["claims"]
     by_claim = group_by(rows, lambda r: r["claim"])
     table = []
     for c in claims:
         cid = c["id"]
-        if cid in by_claim:
-            for r in by_claim[cid]:
-                effect = "–" if r.get("effect_size") is None else f"{r['effect_size']:.2f}"
-                table.append(
-                    [
-                        cid,
-                        r["quantity"],
-                        fmt_num(r["paper"], _digits(r["paper"])),
-                        _ours(r),
-                        fmt_p(r.get("p_value")),
-                        effect,
-                        f"**{r['verdict']}**",
-                        r.get("note", ""),
-                    ]
-                )
-        else:
-            speakers = []
-            if discovery is not None:
-                speakers = sorted(e.name for e in discovery.experiments.values() if cid in e.claims)
-            what = c.get("statement") or c.get("statements") or c.get("metric", "")
-            if isinstance(what, list):
-                what = "; ".join(what)
-            status = (
-                f"no records yet (experiments: {', '.join(speakers)})"
-                if speakers
-                else "no experiment in this run measures it"
+        for r in by_claim.get(cid, []):
+            effect = "–" if r.get("effect_size") is None else f"{r['effect_size']:.2f}"
+            p = r.get("p_holm") if r.get("p_holm") is not None else r.get("p_value")
+            table.append(
+                [
+                    cid,
+                    r.get("data", "–"),
+                    r["quantity"],
+                    r.get("compare", "effect"),
+                    fmt_num(r.get("paper"), _digits(r.get("paper"))),
+                    _ours(r),
+                    fmt_p(p),
+                    effect,
+                    f"**{r['verdict']}**",
+                    r.get("note", ""),
+                ]
             )
-            table.append([cid, str(what), "–", "–", "–", "–", "not measured", status])
+        if cid in by_claim:
+            continue
+        speakers: list[str] = []
+        if discovery is not None:
+            speakers = sorted(e.name for e in discovery.experiments.values() if cid in e.claims)
+        what = c.get("statement") or c.get("statements") or c.get("metric", "")
+        if isinstance(what, list):
+            what = "; ".join(what)
+        ran = [s for s in speakers if s in measured]
+        if ran:
+            why = "smoke profile" if smoke_only else "the grid gives no estimate"
+            note = f"{GRID_TOO_SMALL}: {why} (records of {', '.join(ran)})"
+            verdict = GRID_TOO_SMALL
+        elif speakers:
+            verdict = GRID_TOO_SMALL
+            note = (
+                f"{GRID_TOO_SMALL}: no records of {', '.join(speakers)} in this store; run "
+                f"`conserve-verified run {' '.join(speakers)} --profile quick`"
+            )
+        else:
+            verdict, note = "not measured", "no experiment measures it"
+        table.append([cid, "–", str(what), "–", "–", "–", "–", "–", f"**{verdict}**", note])
     text = [
         "## Claims: paper vs reproduced",
         "",
-        "Ours: mean [95% CI] (n runs). Welch p: our two arms compared (differences) or our "
-        "runs vs the paper's mean ± SD (levels). Effect size: Hedges' g. Verdict rules: "
-        "*reproduced* = the paper's value lies in our 95% CI; *partly* = our difference is "
-        "significant (p < 0.05) in the paper's direction but the paper's size is outside our "
-        "CI; *not reproduced* = otherwise; *insufficient runs* = fewer than 2 runs per arm.",
+        "Ours: mean [95% CI] (n = independent units, e.g. seeds). p: the row's test "
+        "(Holm-adjusted within the claim and dataset). Effect: the row's standardised effect "
+        "size (method in the note where not Welch/Hedges' g). " + VERDICT_RULES,
         "",
         markdown_table(
-            ["claim", "quantity", "paper", "ours", "Welch p", "effect (g)", "verdict", "note"],
+            [
+                "claim",
+                "data",
+                "quantity",
+                "compare",
+                "paper",
+                "ours",
+                "p",
+                "effect",
+                "verdict",
+                "note",
+            ],
             table,
         ),
     ]
     counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in VERDICTS}
-    text += ["", "Verdict counts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()), ""]
+    text += [
+        "",
+        "Verdict counts: " + ", ".join(f"{k}: {v}" for k, v in counts.items() if v),
+        "",
+    ]
     return "\n".join(text)
 
 
-def build_report(out_dir: pathlib.Path | str, discovery: Discovery | None = None) -> ReportResult:
-    """Write ``report.md`` and ``report.html`` for the records under ``out_dir``."""
+def _header(
+    ok: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    cert: dict[str, Any] | None,
+    cert_path: pathlib.Path,
+    cert_problem: str,
+) -> tuple[list[str], bool]:
+    profiles = sorted({str(r.get("profile")) for r in ok})
+    smoke_only = profiles == ["smoke"]
+    data = group_by(ok, lambda r: r["data"])
+    per_data = "; ".join(f"{_label(d)}: {len(v)} cells" for d, v in data.items()) or "none"
+    seeds: dict[str, set[Any]] = {}
+    for r in ok:
+        seeds.setdefault(r["experiment"], set()).add(r["config"].get("seed"))
+    counts = sorted(len(v) for v in seeds.values())
+    seed_txt = (
+        "–"
+        if not counts
+        else (f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}")
+    )
+    wall = sum(float(e.get("seconds") or 0) for e in runs)
+    cpu = sum(float(r.get("seconds") or 0) for r in ok)
+    threads = sorted(
+        {int(t) for r in ok if (t := (r.get("runtime") or {}).get("torch_threads")) is not None}
+    )
+    head = ["# conserve_verified: experiment report", ""]
+    if smoke_only:
+        head += [
+            "**Smoke run: not evidence.** Every record comes from the `smoke` profile (one "
+            "seed per arm), so no claim can get a statistical verdict; run "
+            "`conserve-verified run all --profile quick` for evidence.",
+            "",
+        ]
+    if cert is not None:
+        cert_txt = (
+            f"`{cert_path}` (created {cert.get('created', '?')}, ok: "
+            f"{str(cert.get('ok', '?')).lower()}, {len(cert['theorems'])} theorems)"
+        )
+    else:
+        cert_txt = f"none ({cert_problem})"
+    head += [
+        f"- profile(s): {', '.join(profiles) or 'none'}",
+        f"- dataset(s): {per_data}",
+        f"- seeds per experiment: {seed_txt}",
+        f"- cells: {len(ok)} finished, {len(failed)} failed",
+        f"- run time: {wall:.0f} s wall over {len(runs)} run command(s) "
+        f"({cpu:.0f} s of cell time; torch threads per cell: "
+        f"{', '.join(map(str, threads)) or 'not recorded'})",
+        f"- certificate: {cert_txt}",
+        "",
+    ]
+    if runs:
+        head += ["Commands that produced these records:", ""]
+        seen: list[str] = []
+        for e in runs:
+            cmd = str(e.get("command", ""))
+            if cmd and cmd not in seen:
+                seen.append(cmd)
+        head += [f"- `{c}`" for c in seen] + [""]
+    return head, smoke_only
+
+
+def build_report(
+    out_dir: pathlib.Path | str,
+    discovery: Discovery | None = None,
+    certificate: pathlib.Path | str | None = None,
+    *,
+    require_records: bool = False,
+) -> ReportResult:
+    """Write ``report.md`` and ``report.html`` for the records under ``out_dir``.
+
+    ``certificate`` defaults to ``<out_dir>/certificate.json``.  With
+    ``require_records`` a missing or empty store raises :class:`NoRecords`.
+    """
     out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out)
+    if require_records and (not out.is_dir() or not store.records(status=None)):
+        raise NoRecords(
+            f"no records under {store.root}: run `conserve-verified run all --out {out}` first"
+            if out.is_dir()
+            else f"no folder {out}: run `conserve-verified run all --out {out}` first"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     ok = store.records(status="ok")
     failed = store.records(status="error")
-    problems: list[str] = []
+    cert_path = pathlib.Path(certificate) if certificate is not None else out / "certificate.json"
+    cert, cert_problem = load_certificate(cert_path)
+    problems: list[str] = list(store.quarantine_messages())
+    if cert is None and cert_path.exists():
+        problems.append(cert_problem)
     sections: list[str] = []
     rows: list[dict[str, Any]] = []
     experiments = discovery.experiments if discovery is not None else {}
@@ -121,32 +376,34 @@ def build_report(out_dir: pathlib.Path | str, discovery: Discovery | None = None
         problems += [
             f"experiment module {m!r} not loaded: {e}" for m, e in discovery.errors.items()
         ]
+    measured: dict[str, list[str]] = {}
     groups = group_by(ok, lambda r: (r["experiment"], r["data"]))
     for (name, data), recs in groups.items():
+        measured.setdefault(name, []).append(data)
         exp = experiments.get(name)
         if exp is None:
             problems.append(f"records of unknown experiment {name!r} ({len(recs)}) not reported")
             continue
+        label = _label(data)
         try:
             section = exp.report(recs, out)
-            sections.append(f"{section}\n\n*dataset: {data}; {len(recs)} records*\n")
+            sections.append(f"{section}\n\n*dataset: {label}; {len(recs)} records*\n")
         except Exception as exc:
             tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            problems.append(f"report() of {name!r} on {data!r} failed: {tb}")
+            problems.append(f"report() of {name!r} on {label!r} failed: {tb}")
         fn = getattr(exp.module, "claim_rows", None)
         if callable(fn):
             try:
-                rows += [dict(r, note=r.get("note") or f"dataset: {data}") for r in fn(recs)]
+                got = [dict(r, data=r.get("data") or label) for r in fn(recs)]
             except Exception as exc:
                 tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                problems.append(f"claim_rows() of {name!r} on {data!r} failed: {tb}")
-    head = [
-        "# conserve_verified: experiment report",
-        "",
-        f"{len(ok)} finished cells from {len(groups)} (experiment, dataset) groups; "
-        f"{len(failed)} failed cells.",
-        "",
-    ]
+                problems.append(f"claim_rows() of {name!r} on {label!r} failed: {tb}")
+            else:
+                for _, family in group_by(got, lambda r: r["data"]).items():
+                    rows += holm_adjust(family)
+    rows += [dict(r, data="proof") for r in certificate_rows(cert, str(cert_path))]
+    runs = store.runs()
+    head, smoke_only = _header(ok, failed, runs, cert, cert_path, cert_problem)
     if failed:
         head += ["## Failed cells", ""]
         for r in failed:
@@ -155,101 +412,48 @@ def build_report(out_dir: pathlib.Path | str, discovery: Discovery | None = None
         head.append("")
     if problems:
         head += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
-    md = "\n".join(head) + "\n" + _claims_section(rows, discovery) + "\n" + "\n".join(sections)
+    md = (
+        "\n".join(head)
+        + "\n"
+        + _claims_section(rows, discovery, measured, smoke_only)
+        + "\n"
+        + "\n".join(sections)
+    )
     md_path, html_path = out / "report.md", out / "report.html"
     atomic_write_text(md_path, md)
     atomic_write_text(html_path, markdown_to_html(md, "conserve_verified report"))
     return ReportResult(
-        md_path, html_path, problems + [f"failed cell: {r['experiment']}" for r in failed]
+        md_path,
+        html_path,
+        problems + [f"failed cell: {r['experiment']}" for r in failed],
+        rows,
     )
 
 
-_INLINE = [
-    (re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)"), r'<img alt="\1" src="\2">'),
-    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
-    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
-    (re.compile(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])"), r"<em>\1</em>"),
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-]
+# --------------------------------------------------------------------------- HTML
 
-
-def _inline(text: str) -> str:
-    out = html.escape(text, quote=False)
-    for pat, rep in _INLINE:
-        out = pat.sub(rep, out)
-    return out
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
+_STYLE = (
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:.25em .5em}"
+    "th{background:#f4f4f4}img{max-width:100%}"
+)
 
 
 def markdown_to_html(md: str, title: str) -> str:
-    """HTML for the Markdown subset the reports use.
+    """A standalone HTML page of ``md`` rendered by markdown-it-py (CommonMark + tables).
 
-    Supported: ``#``-headings, pipe tables, ``-`` lists, images, links,
-    ``**bold**``, ``*italic*``, ``code`` spans, paragraphs.  Text is HTML-escaped.
+    Raw HTML in ``md`` is disabled, so ``<``, ``>`` and ``&`` in text are always
+    escaped (a record can never inject markup); unsafe link schemes
+    (``javascript:`` ...) are not linked.  ``title`` is escaped too.
     """
-    lines = md.splitlines()
-    body: list[str] = []
-    i = 0
-    para: list[str] = []
+    from markdown_it import MarkdownIt
 
-    def flush() -> None:
-        if para:
-            body.append("<p>" + _inline(" ".join(para)) + "</p>")
-            para.clear()
-
-    while i < len(lines):
-        line = lines[i]
-        m = re.match(r"^(#{1,6})\s+(.*)$", line)
-        if m:
-            flush()
-            level = len(m.group(1))
-            body.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
-            i += 1
-        elif (
-            line.startswith("|")
-            and i + 1 < len(lines)
-            and re.match(r"^\|(\s*:?-+:?\s*\|)+\s*$", lines[i + 1])
-        ):
-            flush()
-            head = _cells(line)
-            body.append(
-                "<table><thead><tr>"
-                + "".join(f"<th>{_inline(c)}</th>" for c in head)
-                + "</tr></thead><tbody>"
-            )
-            i += 2
-            while i < len(lines) and lines[i].startswith("|"):
-                body.append(
-                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(lines[i])) + "</tr>"
-                )
-                i += 1
-            body.append("</tbody></table>")
-        elif re.match(r"^\s*[-*]\s+", line):
-            flush()
-            body.append("<ul>")
-            while i < len(lines) and re.match(r"^\s*[-*]\s+", lines[i]):
-                body.append("<li>" + _inline(re.sub(r"^\s*[-*]\s+", "", lines[i])) + "</li>")
-                i += 1
-            body.append("</ul>")
-        elif not line.strip():
-            flush()
-            i += 1
-        else:
-            para.append(line.strip())
-            i += 1
-    flush()
-    style = (
-        "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:.25em .5em}"
-        "th{background:#f4f4f4}img{max-width:100%}"
-    )
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = renderer.render(md)
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
+        + body
+        + "</body></html>\n"
     )

@@ -42,8 +42,11 @@ reference value stands in for the test):
   significant (not significant: **consistent but inconclusive**, the paper's
   own spread covers the gap).
 
-``refuted`` is reserved for rows built from the proof certificate
-(:func:`refuted_row`, claim B).  A wide CI can never earn **reproduced**: the
+``refuted`` (a counterexample), ``proved`` (a corrected statement, with its
+scope) and ``not decided`` (no certificate, or the engine said UNKNOWN/ERROR)
+are reserved for rows built from the proof certificate (:func:`refuted_row`,
+:func:`proof_row`; claim B).  ``not measured`` is the report's word for a
+claim no experiment speaks to.  A wide CI can never earn **reproduced**: the
 CI must also exclude no-effect (or fit in the stated margin).
 """
 
@@ -67,6 +70,7 @@ __all__ = [
     "effect_row",
     "holm_adjust",
     "level_row",
+    "proof_row",
     "refuted_row",
     "verdict_of",
 ]
@@ -86,7 +90,10 @@ VERDICTS = (
     "not reproduced",
     "reversed",
     "refuted",
+    "proved",
     GRID_TOO_SMALL,
+    "not decided",
+    "not measured",
 )
 
 #: What a row compares: an effect (difference between arms, tested against 0) or a level.
@@ -309,6 +316,18 @@ def refuted_row(
         "note": note,
         "verdict": "refuted",
     }
+
+
+def proof_row(
+    claim: str, quantity: str, verdict: str, *, note: str = "", method: str = "proof certificate"
+) -> ClaimRow:
+    """A row for a proof-engine result: ``verdict`` is ``refuted``, ``proved`` or ``not decided``.
+
+    Identity: ``proof_row(c, q, "refuted", note=n) == refuted_row(c, q, note=n)``.
+    """
+    if verdict not in ("refuted", "proved", "not decided"):
+        raise InvalidArgument("verdict", verdict, "must be 'refuted', 'proved' or 'not decided'")
+    return dict(refuted_row(claim, quantity, note=note, method=method), verdict=verdict)
 
 
 def holm_adjust(rows: list[ClaimRow]) -> list[ClaimRow]:
