@@ -436,9 +436,12 @@ class MonocularDepthNoise(NoiseInjector):
 
     For each image with clean depth ``d >= 0``, in this order:
 
-    1. depth-proportional scale error: ``d' = d * s * (1 + pixel_sigma * z)``,
-       with one scale ``s = 1 + scale_sigma * z_0`` per image and ``z`` per pixel,
-       so ``E[d'] = d`` and ``Var[d'] = d**2 ((1 + scale_sigma**2)(1 + pixel_sigma**2) - 1)``;
+    1. global scale/shift and local error:
+       ``d' = d * s * (1 + pixel_sigma * z) + shift_sigma * z_1``, with one scale
+       ``s = 1 + scale_sigma * z_0`` and one shift ``shift_sigma * z_1`` per image
+       (the scale-and-shift ambiguity of a depth map estimated from one image)
+       and ``z`` per pixel, so ``E[d'] = d`` and
+       ``Var[d'] = d**2 ((1 + scale_sigma**2)(1 + pixel_sigma**2) - 1) + shift_sigma**2``;
     2. quantisation (``quantization > 0``): ``d'' = step * round(d' / step)``,
        so ``|d'' - d'| <= step / 2``;
     3. holes at depth edges: a pixel is an *edge* if its clean depth differs
@@ -454,6 +457,7 @@ class MonocularDepthNoise(NoiseInjector):
         *,
         scale_sigma: float = 0.05,
         pixel_sigma: float = 0.01,
+        shift_sigma: float = 0.0,
         edge_threshold: float = 0.1,
         hole_prob: float = 0.5,
         quantization: float = 0.0,
@@ -464,6 +468,7 @@ class MonocularDepthNoise(NoiseInjector):
         super().__init__(seed=seed, dim=None, boundaries=boundaries)
         self.scale_sigma = _real("scale_sigma", scale_sigma, low=0.0)
         self.pixel_sigma = _real("pixel_sigma", pixel_sigma, low=0.0)
+        self.shift_sigma = _real("shift_sigma", shift_sigma, low=0.0)
         self.edge_threshold = _real("edge_threshold", edge_threshold, low=0.0)
         self.hole_prob = _real("hole_prob", hole_prob, low=0.0, high=1.0)
         self.quantization = _real("quantization", quantization, low=0.0)
@@ -494,6 +499,8 @@ class MonocularDepthNoise(NoiseInjector):
         per_image = (n,) + (1,) * (h.ndim - 1)
         s = 1.0 + self.scale_sigma * self._normal(per_image, h)
         out = h * s * (1.0 + self.pixel_sigma * self._normal(h.shape, h))
+        if self.shift_sigma > 0.0:
+            out = out + self.shift_sigma * self._normal(per_image, h)
         if self.quantization > 0.0:
             out = torch.round(out / self.quantization) * self.quantization
         if self.hole_prob > 0.0:
@@ -505,6 +512,7 @@ class MonocularDepthNoise(NoiseInjector):
     def _repr_params(self) -> str:
         return (
             f"scale_sigma={self.scale_sigma}, pixel_sigma={self.pixel_sigma}, "
+            f"shift_sigma={self.shift_sigma}, "
             f"edge_threshold={self.edge_threshold}, hole_prob={self.hole_prob}, "
             f"quantization={self.quantization}"
         )

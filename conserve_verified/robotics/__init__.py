@@ -23,6 +23,7 @@ from .perception import (
     GoalHead,
     build_pipeline,
     estimate_goals,
+    normalized_control,
     render_dataset,
     train_pipeline,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "in_self_contact",
     "judge",
     "load_scene",
+    "normalized_control",
     "overhead_camera",
     "place_target",
     "plot_trials",

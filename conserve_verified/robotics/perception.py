@@ -35,6 +35,7 @@ __all__ = [
     "GoalHead",
     "build_pipeline",
     "estimate_goals",
+    "normalized_control",
     "render_dataset",
     "train_pipeline",
 ]
@@ -133,6 +134,24 @@ def build_pipeline(arm: Arm, image_size: int, feature_dim: int = 32) -> Pipeline
     if arm == "plain":
         return Pipeline(encoder, head)
     return Conserved(encoder, head, energy=float(feature_dim), zero="uniform")
+
+
+def normalized_control(pipeline: Pipeline) -> Pipeline:
+    """The conserved pipeline with ``C_E`` moved *before* the boundary hook (no re-projection).
+
+    ``Pipeline(Sequential(encoder, C_E), head)`` sharing the conserved arm's
+    modules: the features are normalised, then the hook's noise reaches the head
+    unprojected.  Identity: without a hook (or with a hook that keeps the
+    features on the shell) it computes the conserved pipeline's function, since
+    ``C_E`` is idempotent (T2); a per-sample feature scale is cancelled by the
+    conserved arm (T3) but passes through this control.
+    """
+    if not isinstance(pipeline, Conserved) or len(pipeline.stages) != 2:
+        raise InvalidArgument(
+            "pipeline", type(pipeline).__name__, "must be a conserved E5 pipeline"
+        )
+    encoder, head = pipeline.stages[0], pipeline.stages[1]
+    return Pipeline(nn.Sequential(encoder, pipeline.conservers[0]), head)
 
 
 def _head(pipeline: Pipeline) -> GoalHead:
