@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
+
+import pytest
 
 from experiments import gauge_lr
 
@@ -52,3 +55,39 @@ def test_gauge_lr_report_renders_tables_and_plots(tmp_path: pathlib.Path) -> Non
     text = gauge_lr.report(records, tmp_path)
     assert "largest stable lr" in text and "| mse | imbalanced | gauge_step |" in text
     assert (tmp_path / "gauge_lr_drift_mse.png").stat().st_size > 0
+
+
+def _synthetic(stable_up_to: dict[str, list[float]]) -> list[dict[str, object]]:
+    """Records where method m is stable up to ``stable_up_to[m][seed]`` on the quick lr grid."""
+    recs: list[dict[str, object]] = []
+    for method, per_seed in stable_up_to.items():
+        for seed, top in enumerate(per_seed):
+            for lr in gauge_lr._LRS_QUICK:
+                cfg = {"loss": "mse", "init": "imbalanced", "method": method, "lr": lr}
+                cfg |= {"steps": 50, "seed": seed}
+                recs.append({"config": cfg, "metrics": {"unstable": lr > top}})
+    return recs
+
+
+def test_gauge_lr_claim_rows_paired_log2_ratio_of_largest_stable_lr() -> None:
+    recs = _synthetic(
+        {
+            "none": [0.8, 0.8, 0.4, 0.8],
+            "balance": [3.2, 3.2, 1.6, 2.26],
+            "penalty": [0.4, 0.4, 0.1, 0.4],
+        }
+    )
+    rows = gauge_lr.claim_rows(recs)
+    by_method = {r["quantity"].split(" − ")[0].split()[-1]: r for r in rows}
+    assert by_method["balance"]["verdict"] == "reproduced" and by_method["balance"]["n"] == 4
+    expected = sum(
+        math.log2(a / b) for a, b in zip([3.2, 3.2, 1.6, 2.26], [0.8, 0.8, 0.4, 0.8], strict=True)
+    )
+    assert by_method["balance"]["mean"] == pytest.approx(expected / 4)
+    assert by_method["penalty"]["verdict"] == "reversed"
+    assert by_method["balance"]["claim"] == "G" and by_method["balance"]["paper"] is None
+
+
+def test_gauge_lr_claim_rows_one_seed_is_grid_too_small() -> None:
+    rows = gauge_lr.claim_rows(_synthetic({"none": [0.8], "balance": [3.2]}))
+    assert [r["verdict"] for r in rows] == ["grid too small for a verdict"]

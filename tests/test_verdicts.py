@@ -181,3 +181,20 @@ def test_estimate_rejects_inconsistent_values() -> None:
         Estimate("1", 0.0, 2.0, 0.5, 3)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="paper"):
         effect_row("E1", "q", None, _est(1.0, 0.0, 2.0, 0.5), compare="level")
+
+
+def test_estimate_mean_is_t_ci_and_one_sample_t_test() -> None:
+    from scipy import stats as sps
+
+    from conserve_verified.runner.stats import mean_ci
+    from conserve_verified.runner.verdict import estimate_mean
+
+    vals = [1.0, 2.0, 4.0, 3.5]
+    est = estimate_mean(vals, null=1.0)
+    ci = mean_ci(vals)
+    assert (est.low, est.high, est.n) == (ci.low, ci.high, 4)
+    assert est.p_value == pytest.approx(sps.ttest_1samp(vals, 1.0).pvalue)
+    assert estimate_mean([2.0, 2.0]).p_value == 0.0
+    assert estimate_mean([0.0, 0.0]).p_value == 1.0
+    one = estimate_mean([3.0])
+    assert one.low is None and one.p_value is None and one.n == 1

@@ -68,6 +68,7 @@ __all__ = [
     "Estimate",
     "difference_row",
     "effect_row",
+    "estimate_mean",
     "holm_adjust",
     "level_row",
     "proof_row",
@@ -353,6 +354,29 @@ def holm_adjust(rows: list[ClaimRow]) -> list[ClaimRow]:
             out[i]["p_holm"] = float(p)
             out[i]["verdict"] = _row_verdict(out[i])
     return out
+
+
+def estimate_mean(values: Sequence[float], *, null: float = 0.0, method: str = "t") -> Estimate:
+    """Mean of independent ``values`` with its 95% t-CI and the one-sample t-test against ``null``.
+
+    Identity: ``(low, high) == mean_ci(values)[low, high]`` and ``p_value ==
+    scipy.stats.ttest_1samp(values, null).pvalue``; zero spread gives ``p = 1`` when
+    the mean equals ``null``, else ``p = 0`` (never NaN).  One value: no CI, no p.
+    """
+    from scipy import stats as _st
+
+    vals = [float(v) for v in values]
+    if len(vals) < 2:
+        mean = vals[0] if vals else None
+        return Estimate(mean, None, None, None, len(vals), method=method)
+    ci = mean_ci(vals)
+    if ci.sd == 0.0:
+        p = 1.0 if ci.mean == null else 0.0
+        d = None
+    else:
+        p = float(_st.ttest_1samp(vals, null).pvalue)
+        d = (ci.mean - null) / ci.sd
+    return Estimate(ci.mean, ci.low, ci.high, p, ci.n, d, method=method)
 
 
 def difference_row(
