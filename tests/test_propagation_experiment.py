@@ -40,3 +40,52 @@ def test_ranges_compresses_runs() -> None:
     assert _ranges([]) == "none"
     assert _ranges([3]) == "3"
     assert _ranges([1, 2, 3, 7, 9, 10]) == "1–3, 7, 9–10"
+
+
+def _val_record(seed: int, err: float, speedup: float, relu_after: float) -> dict[str, object]:
+    taps = [
+        {"tap": "stages.1.0:Linear", "predicted": 1.0, "measured": 1.0, "rel_error": err,
+         "per_unit_measured": [1.0, 2.0, 3.0 + seed]},
+        {"tap": "stages.1.1:ReLU", "predicted": relu_after, "measured": relu_after,
+         "rel_error": err / 2, "per_unit_measured": [0.5, 1.0, 1.0]},
+    ]  # fmt: skip
+    runs = [
+        {"placement": "boundary", "noise": noise, "arm": "plain", "speedup": speedup, "taps": taps}
+        for noise in ("additive", "additive-correlated")
+    ]
+    weights = {"stages.1.0:Linear": {"mean_sq": [1.0, 2.0, 3.0], "sq_mean": [3.0, 1.0, 2.0]}}
+    return {
+        "config": {"part": "validation", "seed": seed, "sigma": 0.05, "samples": 10},
+        "metrics": {"runs": runs, "weights": weights},
+    }
+
+
+def _depth_record(seed: int, snr: list[float]) -> dict[str, object]:
+    return {
+        "config": {"part": "depth", "seed": seed, "depth_sigma": 0.01},
+        "metrics": {"arms": {"plain": {"snr_measured": snr}}},
+    }
+
+
+def test_propagation_claim_rows_on_synthetic_records() -> None:
+    from experiments.propagation import claim_rows
+
+    recs = [_val_record(s, 0.01 + 0.005 * s, 500.0 + 50 * s, 0.5) for s in range(3)]
+    recs += [_depth_record(s, [100.0, 80.0, 60.0, 58.0 + s]) for s in range(3)]
+    rows = {r["quantity"].split(":")[0]: r for r in claim_rows(recs)}
+    err = rows["predictor vs Monte Carlo"]
+    assert err["mean"] == pytest.approx(1.5) and err["verdict"] == "reproduced"
+    assert rows["speed"]["verdict"] == "reproduced" and rows["speed"]["mean"] > 0
+    assert rows["suppression where slope < 1"]["mean"] == pytest.approx(0.30103, rel=1e-4)
+    # SNR 80 -> ~59 dB-ratio: 10 log10(59/80) ≈ -1.3 dB, inside the ±3 dB margin
+    bounded = rows["bounded accumulation"]
+    assert bounded["verdict"] == "reproduced" and -3 < bounded["low"] < bounded["high"] < 3
+    assert all(r["claim"] == "S" for r in rows.values())
+
+
+def test_propagation_claim_rows_unbounded_growth_is_not_reproduced() -> None:
+    from experiments.propagation import claim_rows
+
+    recs = [_depth_record(s, [100.0, 10.0, 1.0, 0.1 * (1 + 0.1 * s)]) for s in range(3)]
+    (row,) = claim_rows(recs)
+    assert row["verdict"] == "larger" and row["high"] < -3
