@@ -71,13 +71,13 @@ def resolve_dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> int | tupl
     return tuple(range(1, x.ndim)) if x.ndim > 1 else -1
 
 
-def traced_boundary(x: Any, dim: Any = None) -> Any:
+def traced_boundary(x: Any, dim: Any = None, name: str | None = None) -> Any:
     """Marker of a hooked conservation boundary in a :mod:`torch.fx` graph (identity).
 
     Tracers of this package (gauge structure, noise predictor) record the
     output of a module hooked by :func:`conserve_boundaries` as a call of this
-    function with the boundary's dim spec, and treat it as ``C_E`` over those
-    dims.  Identity: ``traced_boundary(x, dim) is x``.
+    function with the boundary's dim spec and name, and treat it as ``C_E``
+    over those dims.  Identity: ``traced_boundary(x, dim, name) is x``.
     """
     return x
 
@@ -382,7 +382,7 @@ class BoundaryForwardHook:
     def __call__(self, _module: nn.Module, _inputs: Any, out: Any) -> Any:
         if isinstance(out, torch.fx.Proxy):
             return out.tracer.create_proxy(
-                "call_function", traced_boundary, (out, self.conserver.dim), {}
+                "call_function", traced_boundary, (out, self.conserver.dim, self.name), {}
             )
         if not isinstance(out, torch.Tensor):
             raise InvalidArgumentType(f"output of {self.name!r}", out, "a tensor")

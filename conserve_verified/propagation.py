@@ -54,12 +54,16 @@ limit ``sigma^2 / (1 - g^2)`` (:func:`stationary_variance`).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import operator
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.fx as fx
 from torch import nn
 
 from ._math import conserve, normalize_dims, validate_finite, validate_tensor
@@ -73,7 +77,15 @@ from .noise import (
     NoiseInjector,
     inject,
 )
-from .operators import Conserved, ConserveEnergy, Pipeline, resolve_dims
+from .operators import (
+    Conserved,
+    ConserveEnergy,
+    Pipeline,
+    boundary_hooks,
+    hooked_boundaries,
+    resolve_dims,
+    traced_boundary,
+)
 
 __all__ = [
     "LINEARITY_THRESHOLD",
@@ -271,6 +283,10 @@ class LayerNoise:
             of :attr:`variance` that passed a ``C_E`` step outside the small-noise
             regime (linearity ratio > ``t``) and was carried here by the same
             linear maps; ``None`` without a threshold.
+        mean: ``(B, n)`` the mean of the noisy activation over the noise
+            (``None`` where not recorded); ``mean - signal`` is the systematic
+            part of the noise (:attr:`bias`), e.g. the mean shift of a
+            :class:`~conserve_verified.noise.BiasNoise`, whose variance is 0.
     """
 
     name: str
@@ -278,6 +294,18 @@ class LayerNoise:
     signal: torch.Tensor
     linearity: torch.Tensor | None = None
     outside: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """``(B, n)`` mean shift ``E[noisy] - clean`` (``None`` if :attr:`mean` is not recorded)."""
+        return None if self.mean is None else self.mean - self.signal
+
+    @property
+    def noise_power(self) -> float:
+        """Mean over inputs and units of ``E[(noisy - clean)^2] = variance + bias^2``."""
+        b = self.bias
+        return float(self.variance.mean() + (0.0 if b is None else b.pow(2).mean()))
 
     @property
     def noise_variance(self) -> float:
@@ -652,6 +680,21 @@ def predict(
 
     Returns one :class:`LayerNoise` per tap (leaf modules and boundaries, in
     forward order).  Runs in float64 and does not modify ``model``.
+
+    Architectures: a chain of leaf layers (``nn.Sequential``, :class:`~conserve_verified.Pipeline`,
+    :class:`~conserve_verified.Conserved`) propagates the full covariance.  Any
+    other model -- residual blocks (``out + shortcut(x)``), functional ReLUs,
+    custom containers, pipelines with their own boundary conservers,
+    submodules hooked by :func:`~conserve_verified.conserve_boundaries` -- is
+    traced with :mod:`torch.fx` and propagated in factor form (the same rules,
+    with exact cross-covariances between the branches of a residual block);
+    supported operations: Linear/Conv1d/2d/3d, average and max pooling
+    (max pooling to first order, through the argmax at the mean), BatchNorm
+    in eval mode, Flatten/reshape, ReLU-type and smooth elementwise
+    activations, additions, multiplication by constants, concatenation along
+    channels, ``C_E``.  Anything else is refused with
+    :class:`~conserve_verified.errors.InvalidArgument` naming the graph node.
+    Bias noise is propagated as a mean shift (:attr:`LayerNoise.bias`).
     """
     model = _check_model(model, boundary_noise)
     if neuron_noise is not None and not callable(neuron_noise):
@@ -669,6 +712,15 @@ def predict(
         raise InvalidArgument(
             "x", f"<tensor of shape {tuple(x.shape)}>", "must be a batch (B, ...)"
         )
+    if not _is_chain(model):
+        if linearity_threshold is not None:
+            raise InvalidArgument(
+                "linearity_threshold",
+                linearity_threshold,
+                "out-of-regime tracking is available for chains of layers (Sequential, "
+                "Pipeline, Conserved); for this model read LayerNoise.linearity at C_E taps",
+            )
+        return _predict_graph(model, x, boundary_noise, neuron_noise, activation)
     ops = _ops(model)
     mean = x.detach().to(torch.float64)
     clean = mean
@@ -723,6 +775,7 @@ def predict(
                     _flat(clean).clone(),
                     linearity=ratio,
                     outside=_outside(threshold, cov, extra),
+                    mean=_flat(mean).clone(),
                 )
             )
     return taps
@@ -807,13 +860,718 @@ def monte_carlo(
         raise InvalidArgument(
             "x", f"<tensor of shape {tuple(x.shape)}>", "must be a batch (B, ...)"
         )
-    clean = [_flat(t).to(torch.float64) for t in _run_taps(model, x, None, None)]
-    per_input: list[list[torch.Tensor]] = []
+    chain = _is_chain(model)
+    taps = _run_taps if chain else _run_graph_taps
+    names = (
+        [op.name for op in _ops(model)] if chain else [n for _, n, _ in _graph_tap_points(model)]
+    )
+    with _hooks_quiet(model):  # the clean pass: no noise in conserve_boundaries hooks either
+        clean = [_flat(t).to(torch.float64) for t in taps(model, x, None, None)]
+    per_input: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
     for b in range(x.shape[0]):
         rows = x[b : b + 1].expand(samples, *x.shape[1:]).contiguous()
-        acts = _run_taps(model, rows, boundary_noise, neuron_noise)
-        per_input.append([_flat(a).to(torch.float64).var(0) for a in acts])
+        acts = [_flat(a).to(torch.float64) for a in taps(model, rows, boundary_noise, neuron_noise)]
+        per_input.append([(a.var(0), a.mean(0)) for a in acts])
     return [
-        LayerNoise(op.name, torch.stack([v[k] for v in per_input]), clean[k])
-        for k, op in enumerate(_ops(model))
+        LayerNoise(
+            name,
+            torch.stack([v[k][0] for v in per_input]),
+            clean[k],
+            mean=torch.stack([v[k][1] for v in per_input]),
+        )
+        for k, name in enumerate(names)
     ]
+
+
+# --------------------------------------------------------------------------- graph models
+#
+# Models that are not a chain of leaf layers (residual blocks, functional ReLUs,
+# submodules hooked by conserve_boundaries) are traced with torch.fx and the
+# noise is carried in *factor form*: every traced value is ``mean + L xi`` with
+# independent unit-variance sources ``xi`` shared by all values, so the
+# covariance of a value is ``L L^T`` and two branches of a residual block keep
+# their cross-covariance exactly (``Cov(a + b) = (L_a + L_b)(L_a + L_b)^T``).
+# Each rule is the factor form of the covariance rule above: affine maps act on
+# the columns of ``L``; a ReLU scales them by the expected slopes and adds one
+# fresh source per unit for the rest of the exact Gaussian variance
+# (``Var[phi(z)] >= E[phi']^2 Var[z]``, Cauchy-Schwarz with Stein's lemma, so
+# the rest is >= 0); ``C_E`` applies its Jacobian; injected noise adds fresh
+# sources.  Where a value is the only one alive, ``L`` is compressed to
+# ``n`` columns (``L = Q R``, ``L^T L = R^T R``), which keeps the cost bounded.
+
+
+class _GraphTracer(fx.Tracer):
+    """fx tracer: torch.nn leaves and ConserveEnergy opaque; hooked leaves marked."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, ConserveEnergy) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        out = super().call_module(m, forward, args, kwargs)
+        if self.is_leaf_module(m, self.path_of_module(m)):
+            for h in boundary_hooks(m):
+                out = self.create_proxy(
+                    "call_function", traced_boundary, (out, h.conserver.dim, h.name), {}
+                )
+        return out
+
+
+@dataclass(eq=False)
+class _Val:
+    """A traced value in factor form: ``mean + L xi`` (``L``: ``(B, S, *shape)``)."""
+
+    mean: torch.Tensor
+    clean: torch.Tensor
+    factor: torch.Tensor
+
+    @property
+    def sources(self) -> int:
+        return int(self.factor.shape[1])
+
+
+_ELEMENTWISE_RELU: tuple[Any, ...] = (torch.relu, nn.functional.relu)
+_AFFINE_FUNCTIONS: tuple[Any, ...] = (
+    torch.flatten,
+    nn.functional.avg_pool1d,
+    nn.functional.avg_pool2d,
+    nn.functional.adaptive_avg_pool1d,
+    nn.functional.adaptive_avg_pool2d,
+    nn.functional.pad,
+)
+_AFFINE_METHODS = (
+    "flatten",
+    "view",
+    "reshape",
+    "contiguous",
+    "clone",
+    "mean",
+    "sum",
+    "squeeze",
+    "unsqueeze",
+)
+_MAXPOOL: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d)
+_BATCHNORM: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _pad_to(f: torch.Tensor, s: int) -> torch.Tensor:
+    if f.shape[1] == s:
+        return f
+    pad = torch.zeros((f.shape[0], s - f.shape[1], *f.shape[2:]), dtype=f.dtype, device=f.device)
+    return torch.cat((f, pad), 1)
+
+
+class _FactorRun:
+    """Interprets traced graphs on :class:`_Val` values and records the taps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        activation: ActivationMode,
+        neuron_noise: Injector | None,
+    ) -> None:
+        self.model = model
+        self.activation = activation
+        self.neuron_noise = neuron_noise
+        self.taps: list[LayerNoise] = []
+        self.twins: dict[int, list[torch.Tensor | None]] = {}
+        self.ratio: torch.Tensor | None = None
+        self.sources = 0
+        noisy = [m for _, m in model.named_modules() if isinstance(m, _NOISY_LAYERS)]
+        self.noisy_index = {id(m): k for k, m in enumerate(noisy)}
+        self.hooked = {h.name: h for _, h in hooked_boundaries(model)}
+
+    # ------------------------------------------------------------ helpers
+
+    def fresh(self, val: _Val, cols: torch.Tensor) -> _Val:
+        """Append new independent sources ``cols`` (``(B, k, *shape)``) to ``val``."""
+        base = _pad_to(val.factor, self.sources)
+        self.sources += int(cols.shape[1])
+        return _Val(val.mean, val.clean, torch.cat((base, cols), 1))
+
+    def fresh_diag(self, val: _Val, std: torch.Tensor) -> _Val:
+        """New sources, one per unit, of standard deviation ``std`` (``(B, n)``)."""
+        keep = (std > 0).any(0)
+        if not bool(keep.any()):
+            return val
+        b, n = std.shape
+        idx = keep.nonzero().squeeze(-1)
+        cols = torch.zeros((b, idx.numel(), n), dtype=std.dtype, device=std.device)
+        cols[:, torch.arange(idx.numel()), idx] = std[:, idx]
+        return self.fresh(val, cols.reshape(b, idx.numel(), *val.mean.shape[1:]))
+
+    def tap(self, name: str, val: _Val, linearity: torch.Tensor | None = None) -> None:
+        self.taps.append(
+            LayerNoise(
+                name,
+                _flat(val.factor.flatten(2).pow(2).sum(1)),
+                _flat(val.clean).clone(),
+                linearity=linearity,
+                mean=_flat(val.mean).clone(),
+            )
+        )
+
+    def compress(self, val: _Val) -> _Val:
+        """The same covariance with at most ``n`` sources (QR of the factor)."""
+        b, s = val.factor.shape[:2]
+        n = math.prod(val.mean.shape[1:])
+        if s <= n:
+            return val
+        r = torch.linalg.qr(val.factor.reshape(b, s, n), mode="r")[1]
+        self.sources = n
+        return _Val(val.mean, val.clean, r.reshape(b, n, *val.mean.shape[1:]))
+
+    # ------------------------------------------------------------ steps
+
+    def affine(self, fn: Callable[[torch.Tensor], torch.Tensor], val: _Val) -> _Val:
+        b, s = val.factor.shape[:2]
+        both = fn(torch.cat((val.mean, val.clean)))
+        mean, clean = both[:b], both[b:]
+        if s == 0:
+            return _Val(mean, clean, mean.new_zeros((b, 0, *mean.shape[1:])))
+        zero = fn(torch.zeros((1, *val.mean.shape[1:]), dtype=torch.float64, device=mean.device))
+        cols = fn(val.factor.reshape(b * s, *val.mean.shape[1:])) - zero
+        return _Val(mean, clean, cols.reshape(b, s, *cols.shape[1:]))
+
+    def relu(self, val: _Val, negative_slope: float) -> _Val:
+        shape = val.mean.shape
+        mu = _flat(val.mean)
+        f = val.factor.flatten(2)
+        in_var = f.pow(2).sum(1)
+        clean = torch.where(val.clean > 0, val.clean, negative_slope * val.clean)
+        if self.activation == "slope":
+            slope = torch.where(mu > 0, torch.ones_like(mu), torch.full_like(mu, negative_slope))
+            new_f = f * slope.unsqueeze(1)
+            mean = torch.where(val.mean > 0, val.mean, negative_slope * val.mean)
+            return _Val(mean, clean, new_f.reshape(f.shape[0], f.shape[1], *shape[1:]))
+        new_mu, var, slope = relu_gaussian_moments(mu, in_var.sqrt(), negative_slope)
+        new_f = (f * slope.unsqueeze(1)).reshape(f.shape[0], f.shape[1], *shape[1:])
+        out = _Val(new_mu.reshape(shape), clean, new_f)
+        rest = (var - slope.pow(2) * in_var).clamp_min(0.0)
+        return self.fresh_diag(out, rest.sqrt())
+
+    def smooth(self, m: nn.Module, val: _Val) -> _Val:
+        with torch.enable_grad():
+            z = val.mean.detach().clone().requires_grad_(True)
+            y = _call64(m, z)
+            (g,) = torch.autograd.grad(y.sum(), z)
+        return _Val(y.detach(), _call64(m, val.clean), val.factor * g.unsqueeze(1))
+
+    def maxpool(self, m: nn.Module, val: _Val) -> _Val:
+        # max pooling is linear around the mean: each output copies its argmax input
+        pool: Any = (
+            nn.functional.max_pool1d if isinstance(m, nn.MaxPool1d) else nn.functional.max_pool2d
+        )
+        kw = {
+            k: getattr(m, k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        }
+        mean, idx = pool(val.mean, **kw, return_indices=True)
+        clean = pool(val.clean, **kw)
+        b, s = val.factor.shape[:2]
+        c = val.mean.shape[1]
+        src = val.factor.reshape(b, s, c, -1)
+        gather = idx.reshape(b, 1, c, -1).expand(b, s, c, idx[0, 0].numel())
+        cols = torch.gather(src, 3, gather).reshape(b, s, *mean.shape[1:])
+        return _Val(mean, clean, cols)
+
+    def conserve(self, val: _Val, energy: float, dim: Any, where: str) -> tuple[_Val, torch.Tensor]:
+        dims = normalize_dims(val.mean, resolve_dims(val.mean, dim))
+        if dims != tuple(range(1, val.mean.ndim)):
+            raise InvalidArgument(
+                "dim", dim, f"{where}: the predictor needs conservation over all feature dims"
+            )
+        mu = _flat(val.mean)
+        rho = mu.norm(dim=-1, keepdim=True)
+        if bool((rho == 0).any()):
+            raise InvalidArgument(
+                "x", "<input>", f"{where}: a clean activation at a conserved boundary is zero"
+            )
+        u = mu / rho
+        f = val.factor.flatten(2)
+        ratio = f.pow(2).sum((1, 2)).sqrt() / rho.squeeze(-1)
+        proj = f - (f @ u.unsqueeze(-1)) * u.unsqueeze(1)
+        new_f = (math.sqrt(energy) / rho).unsqueeze(-1) * proj
+        mean = conserve(val.mean, energy, dims)
+        clean = conserve(val.clean, energy, normalize_dims(val.clean, dims))
+        return _Val(mean, clean, new_f.reshape(val.factor.shape)), ratio
+
+    def noise(self, inj: Injector, index: int, val: _Val) -> _Val:
+        if isinstance(inj, Compose):
+            for sub in inj.injectors:
+                val = self.noise(sub, index, val)
+            return val
+        if not isinstance(inj, (GaussianNoise, MultiplicativeNoise, DropoutNoise, BiasNoise)):
+            raise InvalidArgument(
+                "noise",
+                inj,
+                "the predictor supports GaussianNoise, MultiplicativeNoise, DropoutNoise, "
+                "absolute BiasNoise and Compose of them",
+            )
+        if inj.boundaries is not None and index not in inj.boundaries:
+            return val
+        _check_injector_dims(inj, val.mean)
+        mu = _flat(val.mean)
+        b, n = mu.shape
+        shape = val.mean.shape[1:]
+        f = val.factor.flatten(2)
+        if isinstance(inj, GaussianNoise):
+            s2 = torch.full((b, 1), inj.sigma**2, dtype=mu.dtype, device=mu.device)
+            if inj.relative:
+                s2 = s2 * ((mu.pow(2).sum(-1) + f.pow(2).sum((1, 2))) / n).unsqueeze(-1)
+            c = inj.correlation
+            val = self.fresh_diag(val, ((1.0 - c) * s2).sqrt().expand(b, n))
+            if c != 0.0:
+                common = (c * s2).sqrt().expand(b, n).reshape(b, 1, *shape)
+                val = self.fresh(val, common)
+            return val
+        if isinstance(inj, MultiplicativeNoise):
+            # x (1 + sigma eps): the fresh part sigma eps o x is uncorrelated with xi and has
+            # covariance sigma^2 K o (Sigma + mu mu^T), K = (1 - c) I + c 1 1^T
+            c, v2 = inj.correlation, inj.sigma**2
+            second = f.pow(2).sum(1) + mu.pow(2)
+            val = self.fresh_diag(val, ((1.0 - c) * v2 * second).sqrt())
+            if c != 0.0:
+                cols = torch.cat((f, mu.unsqueeze(1)), 1) * math.sqrt(c * v2)
+                val = self.fresh(val, cols.reshape(b, -1, *shape))
+            return val
+        if isinstance(inj, DropoutNoise):
+            fac, keep = _dropout_factors(inj)
+            second = f.pow(2).sum(1) + mu.pow(2)
+            scaled = _Val(val.mean * (fac * keep), val.clean, val.factor * (fac * keep))
+            return self.fresh_diag(scaled, (fac * fac * inj.p * keep * second).sqrt())
+        if inj.relative:
+            raise InvalidArgument(
+                "noise", inj, "relative BiasNoise is not supported by the predictor"
+            )
+        shift = inj.magnitude * inj.offset(val.mean, tuple(range(1, val.mean.ndim)), index)
+        return _Val(val.mean + shift, val.clean, val.factor)
+
+    # ------------------------------------------------------------ graphs
+
+    def params64(self, m: nn.Module) -> list[torch.Tensor | None]:
+        """Weight and bias (batch norm: channel scale and shift) in float64, once per run."""
+        got = self.twins.get(id(m))
+        if got is None:
+            t: dict[str, Any] = {k: getattr(m, k, None) for k in ("weight", "bias")}
+            if isinstance(m, _BATCHNORM):
+                stats: Any = m
+                scale = torch.rsqrt(stats.running_var.detach().to(torch.float64) + stats.eps)
+                shift = -stats.running_mean.detach().to(torch.float64) * scale
+                if t["weight"] is not None:
+                    w = t["weight"].detach().to(torch.float64)
+                    scale, shift = scale * w, shift * w + t["bias"].detach().to(torch.float64)
+                got = [scale, shift]
+            else:
+                got = [None if v is None else v.detach().to(torch.float64) for v in t.values()]
+            self.twins[id(m)] = got
+        return got
+
+    def layer(self, m: nn.Module, val: _Val) -> _Val:
+        """A Conv or eval-mode BatchNorm layer: the linear part acts on the factor columns."""
+        w, b = self.params64(m)
+        b_, s = val.factor.shape[:2]
+        if isinstance(m, _BATCHNORM):
+            shape = (1, -1) + (1,) * (val.mean.ndim - 2)
+            assert w is not None and b is not None
+            sc, sh = w.reshape(shape), b.reshape(shape)
+            return _Val(val.mean * sc + sh, val.clean * sc + sh, val.factor * sc.unsqueeze(1))
+        conv: Any = getattr(m, "_conv_forward")  # noqa: B009 -- Conv's own padding handling
+        both = conv(torch.cat((val.mean, val.clean)), w, b)
+        n = val.mean.shape[0]
+        cols = conv(val.factor.reshape(b_ * s, *val.mean.shape[1:]), w, None)
+        return _Val(both[:n], both[n:], cols.reshape(b_, s, *cols.shape[1:]))
+
+    def run_graph(self, root: nn.Module, prefix: str, val: _Val) -> _Val:
+        graph = _trace(root)
+        modules = dict(root.named_modules())
+        nodes = list(graph.nodes)
+        last_use = {node: i for i, node in enumerate(nodes)}
+        for i, node in enumerate(nodes):
+            for inp in node.all_input_nodes:
+                last_use[inp] = max(last_use[inp], i)
+        env: dict[fx.Node, Any] = {}
+        out: Any = None
+        for i, node in enumerate(nodes):
+            if node.op == "placeholder":
+                if out is not None:
+                    raise InvalidArgument("model", type(root).__name__, "needs exactly one input")
+                env[node] = out = val
+                continue
+            if node.op == "output":
+                result = node.args[0]
+                if not isinstance(result, fx.Node) or not isinstance(env[result], _Val):
+                    raise InvalidArgument(
+                        "model", type(root).__name__, "must return a single tensor"
+                    )
+                return env[result]
+            env[node] = self.node(node, env, modules, prefix)
+            alive = [
+                env[n] for n in nodes[: i + 1] if last_use[n] > i and isinstance(env.get(n), _Val)
+            ]
+            if isinstance(env[node], _Val) and len(alive) == 1 and alive[0] is env[node]:
+                env[node] = self.compress(env[node])
+            for n in node.all_input_nodes:  # free what no later node needs
+                if last_use[n] <= i and n is not node:
+                    env.pop(n, None)
+        raise InvalidArgument("model", type(root).__name__, "graph without output")
+
+    def _refuse(self, node: fx.Node, prefix: str, what: str) -> InvalidArgument:
+        return InvalidArgument(
+            "model",
+            type(self.model).__name__,
+            f"{what} at {prefix + '.' if prefix else ''}{node.name} ({node.format_node()}) "
+            "is not supported by the noise predictor; supported: Linear/Conv layers, "
+            "average/max pooling, BatchNorm (eval), Flatten/reshape, ReLU-type and smooth "
+            "elementwise activations, residual additions, concatenation along channels, "
+            "ConserveEnergy and conserve_boundaries boundaries",
+        )
+
+    def node(
+        self, node: fx.Node, env: dict[fx.Node, Any], modules: dict[str, nn.Module], prefix: str
+    ) -> Any:
+        def arg(a: Any) -> Any:
+            if isinstance(a, fx.Node):
+                return env[a]
+            if isinstance(a, (list, tuple)):
+                return type(a)(arg(x) for x in a)
+            return a
+
+        args = arg(node.args)
+        kwargs = {k: arg(v) for k, v in node.kwargs.items()}
+        vals = [a for a in (*args, *kwargs.values()) if isinstance(a, _Val)]
+        target = node.target
+        if node.op == "get_attr":
+            raise self._refuse(node, prefix, "direct use of a parameter or buffer")
+        if node.op == "call_module":
+            path = str(target)
+            m = modules[path]
+            name = f"{prefix}.{path}" if prefix else path
+            val = args[0]
+            if not isinstance(val, _Val):
+                raise self._refuse(node, prefix, f"module {path!r} on a non-traced input")
+            self.ratio = None
+            out = self.module(m, val, name, node, prefix)
+            if isinstance(m, _NOISY_LAYERS) and self.neuron_noise is not None:
+                out = self.noise(self.neuron_noise, self.noisy_index[id(m)], out)
+            self.tap(f"{name}:{type(m).__name__}", out, self.ratio)
+            return out
+        if node.op == "call_function" and target is traced_boundary:
+            key = args[2] if len(args) > 2 else None
+            h = self.hooked.get(key) if isinstance(key, str) else None
+            if h is None:
+                raise self._refuse(node, prefix, f"boundary {key!r} of another model")
+            val = args[0]
+            if h.hook is not None:
+                val = self.noise(h.hook, h.index, val)
+            val, ratio = self.conserve(
+                val, h.conserver.energy, h.conserver.dim, f"boundary {key!r}"
+            )
+            self.tap(f"{key}:boundary", val, ratio)
+            return val
+        if not vals:  # sizes, shapes, constants
+            return self._concrete(node, args, kwargs)
+        if (node.op == "call_function" and target is getattr) or (
+            node.op == "call_method" and target in ("size", "dim", "numel")
+        ):  # metadata of a traced value: read it from the mean (same shape, dtype, device)
+            meta = [a.mean if isinstance(a, _Val) else a for a in args]
+            return self._concrete(node, meta, kwargs)
+        if node.op == "call_function" and target in _ELEMENTWISE_RELU:
+            return self.relu(args[0], 0.0)
+        if node.op == "call_function" and target is nn.functional.leaky_relu:
+            slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
+            return self.relu(args[0], float(slope))
+        is_add = target in (operator.add, torch.add) or (
+            node.op == "call_method" and target == "add"
+        )
+        is_sub = target in (operator.sub, torch.sub) or (
+            node.op == "call_method" and target == "sub"
+        )
+        if is_add or is_sub:
+            return self._add(args[0], args[1], -1.0 if is_sub else 1.0, node, prefix)
+        if target in (operator.mul, torch.mul, operator.truediv, torch.div) or (
+            node.op == "call_method" and target in ("mul", "div")
+        ):
+            return self._scale(
+                node, args, prefix, divide=target in (operator.truediv, torch.div, "div")
+            )
+        if target is operator.neg:
+            v = args[0]
+            return _Val(-v.mean, -v.clean, -v.factor)
+        if target in (torch.cat, torch.concat):
+            return self._cat(node, args, kwargs, prefix)
+        if len(vals) == 1 and (
+            (node.op == "call_function" and target in _AFFINE_FUNCTIONS)
+            or (node.op == "call_method" and target in _AFFINE_METHODS)
+        ):
+            return self._affine_call(node, args, kwargs, prefix)
+        raise self._refuse(
+            node, prefix, f"operation {node.op} {getattr(target, '__name__', target)!r}"
+        )
+
+    def _concrete(self, node: fx.Node, args: Any, kwargs: dict[str, Any]) -> Any:
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)  # type: ignore[operator]
+        if node.op == "call_method":
+            return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+        raise InvalidArgument("model", type(self.model).__name__, f"unsupported node {node.op}")
+
+    def _affine_call(self, node: fx.Node, args: Any, kwargs: dict[str, Any], prefix: str) -> _Val:
+        idx = next(i for i, a in enumerate(args) if isinstance(a, _Val))
+        val = args[idx]
+        batch = val.mean.shape[0]
+        if node.op == "call_method" and node.target in ("view", "reshape"):
+            spec = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+            shape = [int(s) for s in spec]
+            if not shape or shape[0] not in (batch, -1):
+                raise self._refuse(node, prefix, f"reshape to {shape} mixing samples")
+            rest = shape[1:]
+
+            def fn(t: torch.Tensor) -> torch.Tensor:  # the same reshape of every sample
+                return t.reshape(t.shape[0], *rest)
+
+        else:
+
+            def fn(t: torch.Tensor) -> torch.Tensor:
+                new_args = list(args)
+                new_args[idx] = t
+                if node.op == "call_method":
+                    out: torch.Tensor = getattr(t, str(node.target))(*new_args[1:], **kwargs)
+                    return out
+                return node.target(*new_args, **kwargs)  # type: ignore[operator]
+
+        probe = fn(val.mean)
+        if probe.ndim == 0 or probe.shape[0] != batch:
+            raise self._refuse(node, prefix, "an operation that mixes or drops the batch dim")
+        return self.affine(fn, val)
+
+    def _add(self, a: Any, b: Any, sign: float, node: fx.Node, prefix: str) -> _Val:
+        if isinstance(a, _Val) and isinstance(b, _Val):
+            if a.mean.shape != b.mean.shape:
+                raise self._refuse(
+                    node,
+                    prefix,
+                    f"broadcasting addition of {tuple(a.mean.shape)} and {tuple(b.mean.shape)}",
+                )
+            s = max(a.sources, b.sources)
+            return _Val(
+                a.mean + sign * b.mean,
+                a.clean + sign * b.clean,
+                _pad_to(a.factor, s) + sign * _pad_to(b.factor, s),
+            )
+        if isinstance(a, _Val):
+            return _Val(a.mean + sign * b, a.clean + sign * b, a.factor)
+        return _Val(
+            a - b.mean if sign < 0 else a + b.mean,
+            a - b.clean if sign < 0 else a + b.clean,
+            sign * b.factor,
+        )
+
+    def _scale(self, node: fx.Node, args: Any, prefix: str, divide: bool) -> _Val:
+        vals = [a for a in args if isinstance(a, _Val)]
+        const = [a for a in args if not isinstance(a, _Val)]
+        if len(vals) != 1 or len(const) != 1 or not isinstance(const[0], (int, float)):
+            raise self._refuse(node, prefix, "a product with a traced tensor (not affine)")
+        if divide and not isinstance(args[0], _Val):
+            raise self._refuse(node, prefix, "division by a traced tensor")
+        k = 1.0 / float(const[0]) if divide else float(const[0])
+        v = vals[0]
+        return _Val(v.mean * k, v.clean * k, v.factor * k)
+
+    def _cat(self, node: fx.Node, args: Any, kwargs: dict[str, Any], prefix: str) -> _Val:
+        parts = list(args[0])
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        if not all(isinstance(p, _Val) for p in parts) or dim % parts[0].mean.ndim != 1:
+            raise self._refuse(
+                node, prefix, "concatenation other than of traced tensors along dim 1"
+            )
+        s = max(p.sources for p in parts)
+        return _Val(
+            torch.cat([p.mean for p in parts], 1),
+            torch.cat([p.clean for p in parts], 1),
+            torch.cat([_pad_to(p.factor, s) for p in parts], 2),
+        )
+
+    def module(self, m: nn.Module, val: _Val, name: str, node: fx.Node, prefix: str) -> _Val:
+        if isinstance(m, ConserveEnergy):
+            val, self.ratio = self.conserve(val, m.energy, m.dim, name)
+            return val
+        if isinstance(m, _AFFINE):
+            if (
+                isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout))
+                and m.training
+            ):
+                raise InvalidArgument(
+                    "model",
+                    f"<{type(m).__name__} {name!r} in training mode>",
+                    "call model.eval() first",
+                )
+            if isinstance(m, nn.Linear):
+                w = m.weight.detach().to(torch.float64)
+                bias = None if m.bias is None else m.bias.detach().to(torch.float64)
+                return _Val(
+                    nn.functional.linear(val.mean, w, bias),
+                    nn.functional.linear(val.clean, w, bias),
+                    nn.functional.linear(val.factor, w),
+                )
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_BATCHNORM)):
+                return self.layer(m, val)
+            return self.affine(lambda t: _call64(m, t), val)
+        if isinstance(m, _RELU_TYPE):
+            return self.relu(val, float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else 0.0)
+        if isinstance(m, _MAXPOOL):
+            return self.maxpool(m, val)
+        if isinstance(m, _SMOOTH):
+            return self.smooth(m, val)
+        raise self._refuse(node, prefix, f"module {name!r} ({type(m).__name__})")
+
+
+_TRACES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], fx.Graph]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _trace(root: nn.Module) -> fx.Graph:
+    """The fx graph of ``root`` (cached per module and set of conservation hooks)."""
+    key = tuple(id(h) for _, h in hooked_boundaries(root))
+    hit = _TRACES.get(root)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        graph = _GraphTracer().trace(root)
+    except Exception as exc:  # fx raises many types for untraceable Python
+        raise InvalidArgument(
+            "model", type(root).__name__, f"cannot be traced with torch.fx: {exc}"
+        ) from exc
+    _TRACES[root] = (key, graph)
+    return graph
+
+
+def _is_chain(model: nn.Module) -> bool:
+    """Whether the covariance path applies: a chain of supported leaves, no hooked boundaries."""
+    if hooked_boundaries(model):
+        return False
+    if isinstance(model, Pipeline) and type(model) not in (Pipeline, Conserved):
+        return False
+    try:
+        _ops(model)
+    except InvalidArgument:
+        return False
+    return True
+
+
+def _predict_graph(
+    model: nn.Module,
+    x: torch.Tensor,
+    boundary_noise: Injector | None,
+    neuron_noise: Injector | None,
+    activation: ActivationMode,
+) -> list[LayerNoise]:
+    run = _FactorRun(model, activation, neuron_noise)
+    mean = x.detach().to(torch.float64)
+    val = _Val(mean, mean, mean.new_zeros((mean.shape[0], 0, *mean.shape[1:])))
+    with torch.no_grad():
+        if not isinstance(model, Pipeline):
+            run.run_graph(model, "", val)
+            return run.taps
+        for i, stage in enumerate(model.stages):
+            val = run.run_graph(stage, f"stages.{i}", val)
+            if i >= model.num_boundaries:
+                break
+            if boundary_noise is not None:
+                val = run.noise(boundary_noise, i, val)
+            ratio = None
+            if isinstance(model, Conserved):
+                val, ratio = run.conserve(val, model.energy, model.dim, f"boundary {i}")
+            elif isinstance(conservers := getattr(model, "conservers", None), nn.ModuleList):
+                before = len(run.taps)
+                val = run.run_graph(conservers[i], f"conservers.{i}", val)
+                del run.taps[before:]
+            val = run.compress(val)
+            run.tap(f"boundary{i}", val, ratio)
+    return run.taps
+
+
+@contextlib.contextmanager
+def _hooks_quiet(model: nn.Module) -> Iterator[None]:
+    """Suspend the user hooks (e.g. noise) of ``model``'s conservation boundaries."""
+    hooks = [h for _, h in hooked_boundaries(model)]
+    saved = [h.hook for h in hooks]
+    try:
+        for h in hooks:
+            h.hook = None
+        yield
+    finally:
+        for h, hook in zip(hooks, saved, strict=True):
+            h.hook = hook
+
+
+def _graph_tap_points(model: nn.Module) -> list[tuple[str, str, Any]]:
+    """``(kind, tap name, object)`` the Monte Carlo twin records, in the predictor's order."""
+    points: list[tuple[str, str, Any]] = []
+    hooked = {h.name: h for _, h in hooked_boundaries(model)}
+
+    def walk(root: nn.Module, prefix: str) -> None:
+        modules = dict(root.named_modules())
+        for node in _trace(root).nodes:
+            if node.op == "call_module":
+                path = str(node.target)
+                m = modules[path]
+                name = f"{prefix}.{path}" if prefix else path
+                points.append(("module", f"{name}:{type(m).__name__}", m))
+            elif node.op == "call_function" and node.target is traced_boundary:
+                key = str(node.args[2])
+                points.append(("conserver", f"{key}:boundary", hooked[key].conserver))
+
+    if isinstance(model, Pipeline):
+        for i, stage in enumerate(model.stages):
+            walk(stage, f"stages.{i}")
+            if i < model.num_boundaries:
+                points.append(("boundary", f"boundary{i}", i))
+    else:
+        walk(model, "")
+    return points
+
+
+def _run_graph_taps(
+    model: nn.Module,
+    x: torch.Tensor,
+    boundary_noise: Injector | None,
+    neuron_noise: Injector | None,
+) -> list[torch.Tensor]:
+    rec = _Recorder()
+    handles: list[Any] = []
+    noise_handle = inject(model, neuron_noise) if neuron_noise is not None else None
+    pipeline = model if isinstance(model, Pipeline) else None
+    seen: set[int] = set()
+    # a module's tap is its raw output (before a boundary hook on it), unless neuron
+    # noise is injected there: then after the noise, as the predictor records it
+    prepend = neuron_noise is None
+    try:
+        for kind, _name, obj in _graph_tap_points(model):
+            if kind in ("module", "conserver") and id(obj) not in seen:
+                seen.add(id(obj))
+                handles.append(obj.register_forward_hook(rec, prepend=prepend))
+        if pipeline is not None:
+            original = pipeline.boundary
+
+            def boundary(h: torch.Tensor, index: int) -> torch.Tensor:
+                out = original(h, index)
+                rec.values.append(out.detach())
+                return out
+
+            pipeline.boundary = boundary  # type: ignore[method-assign]
+        with torch.no_grad():
+            if pipeline is not None:
+                with pipeline.boundary_hook(boundary_noise):
+                    model(x)
+            else:
+                model(x)
+    finally:
+        if pipeline is not None and "boundary" in vars(pipeline):
+            del pipeline.boundary
+        for h in handles:
+            h.remove()
+        if noise_handle is not None:
+            noise_handle.remove()
+    return rec.values

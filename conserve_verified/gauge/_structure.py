@@ -213,7 +213,7 @@ class _Tracer(fx.Tracer):
         if self.is_leaf_module(m, self.path_of_module(m)):
             for h in boundary_hooks(m):
                 out = self.create_proxy(
-                    "call_function", traced_boundary, (out, h.conserver.dim), {}
+                    "call_function", traced_boundary, (out, h.conserver.dim, h.name), {}
                 )
         return out
 
