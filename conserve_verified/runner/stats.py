@@ -272,8 +272,9 @@ def partial_eta_sq_ci(
     Identity: with ``λ_lo``/``λ_hi`` the noncentralities at which ``f_obs`` is the
     ``(1+c)/2`` / ``(1-c)/2`` quantile of ``F'(df1, df2, λ)`` (0 where none exists),
     the interval is ``λ / (λ + df1 + df2 + 1)`` at both (Steiger 2004; the
-    ``effectsize``/MBESS construction).  It contains the point estimate
-    ``F·df1 / (F·df1 + df2)`` whenever that is not a boundary case.
+    ``effectsize``/MBESS construction).  It covers the *population* partial η²;
+    the sample value ``F·df1 / (F·df1 + df2)`` is biased upwards and may lie
+    outside it (an F far below 1 gives ``[0, 0]``).
     """
     c = _confidence(confidence)
     for name, v in (("f_obs", f_obs), ("df1", df1), ("df2", df2)):
