@@ -1485,7 +1485,9 @@ def _predict_graph(
                 val, ratio = run.conserve(val, model.energy, model.dim, f"boundary {i}")
             elif isinstance(conservers := getattr(model, "conservers", None), nn.ModuleList):
                 before = len(run.taps)
+                run.ratio = None
                 val = run.run_graph(conservers[i], f"conservers.{i}", val)
+                ratio = run.ratio  # of the boundary's C_E (None if it has none)
                 del run.taps[before:]
             val = run.compress(val)
             run.tap(f"boundary{i}", val, ratio)

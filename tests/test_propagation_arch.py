@@ -216,3 +216,25 @@ def test_training_mode_batchnorm_is_refused() -> None:
     model = _Wrap(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
     with pytest.raises(InvalidArgument, match=r"training mode.*model\.eval\(\)"):
         predict(model, _x())
+
+
+@pytest.mark.slow
+def test_propagation_arch_experiment_smoke_meets_the_error_bound(tmp_path: Any) -> None:
+    import experiments.propagation_arch as module
+    from conserve_verified.runner import RunContext, cells, validate_module
+
+    exp = validate_module(module)
+    ctx = RunContext(profile="smoke", out_dir=tmp_path)
+    records = [
+        {"experiment": exp.name, "config": cfg, "metrics": exp.run_cell(cfg, ctx)}
+        for cfg in cells(exp, "smoke")
+    ]
+    rows = module.validation_rows(records)
+    assert {(r["model"], r["arm"]) for r in rows} == {
+        (m, a) for m in ("resnet18-bn", "resnet18", "cnn") for a in ("baseline", "conserved")
+    }
+    for r in rows:
+        assert r["error_ok"], r
+        assert r["boundaries"] == (5 if r["model"].startswith("resnet18") else 2)
+    text = exp.report(records, tmp_path)
+    assert "| resnet18-bn | conserved | 5 |" in text and "speed ratio" in text

@@ -1,0 +1,239 @@
+r"""Noise propagation through real architectures: predictor vs Monte Carlo on trained conv nets.
+
+Cells train (clean, as experiment E4 does, through the same runner code) the
+ResNet-18 of E4 -- with and without BatchNorm -- and the small CNN of the
+conservation experiments on the dataset of the run, as a plain pipeline
+(``baseline``) or with ``C_E`` at every stage boundary (``conserved``), then put
+Gaussian noise of a small ``sigma`` (per feature, the first-order regime) at
+every boundary and compare, at every boundary, the mean noise variance
+predicted by :func:`conserve_verified.propagation.predict` -- which traces the
+residual blocks with torch.fx and propagates the noise in factor form, with
+exact cross-covariances between a block's branches -- with the Monte Carlo
+estimate of :func:`conserve_verified.propagation.monte_carlo` (``samples``
+draws for each of ``inputs`` test images).  Both are timed in the same run
+after one untimed warm-up call each; the predictor's time is the median of
+``PREDICT_REPEATS`` runs.
+
+Acceptance (issue 18): per-boundary relative error <= 10% in the first-order
+regime; predictor >= 100x faster than the Monte Carlo estimate.  The speed
+ratio is reported as measured: the predictor's cost grows with the number of
+features ``n`` at a boundary (its factor has up to ``n`` columns per input), the
+Monte Carlo cost with ``samples``, so the ratio is about ``samples / n`` times a
+constant, and a conv feature map has many more features than an MLP layer.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from conserve_verified.data import load
+from conserve_verified.noise import GaussianNoise
+from conserve_verified.propagation import LayerNoise, monte_carlo, predict
+from conserve_verified.runner.conservation import train_arm
+from conserve_verified.runner.protocol import Record, RunContext
+from conserve_verified.runner.tables import group_by, markdown_table
+
+NAME = "propagation_arch"
+TITLE = "Noise propagation through ResNet-18 (with / without BatchNorm) and a CNN"
+CLAIMS: tuple[str, ...] = ()
+
+#: Acceptance bounds of the issue.
+MAX_REL_ERROR = 0.10
+MIN_SPEEDUP = 100.0
+#: The predictor is timed as the median of this many runs; the Monte Carlo estimate once.
+PREDICT_REPEATS = 5
+#: Monte Carlo samples of the untimed warm-up call.
+WARMUP_SAMPLES = 50
+
+_MODELS = ["resnet18-bn", "resnet18", "cnn"]
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "smoke": {
+        "model": _MODELS,
+        "arm": ["baseline", "conserved"],
+        "sigma": [0.02],
+        "width": [2],
+        "epochs": [1],
+        "max_train": [200],
+        "inputs": [2],
+        "samples": [500],
+        "seed": [0],
+    },
+    "quick": {
+        "model": _MODELS,
+        "arm": ["baseline", "conserved"],
+        "sigma": [0.02],
+        "width": [4],
+        "epochs": [4],
+        "max_train": [None],
+        "inputs": [3],
+        "samples": [2000],
+        "seed": [0],
+    },
+    "paper": {
+        "model": _MODELS,
+        "arm": ["baseline", "conserved"],
+        "sigma": [0.02],
+        "width": [8],
+        "epochs": [8],
+        "max_train": [None],
+        "inputs": [20],
+        "samples": [10_000],
+        "seed": [0, 1, 2],
+    },
+}
+
+
+def _config(config: dict[str, Any]) -> dict[str, Any]:
+    """The runner's training config of a cell (E4's ResNet-18, or the CNN at depth 3)."""
+    model = str(config["model"])
+    base = {k: config[k] for k in ("arm", "width", "epochs", "max_train", "seed")}
+    if model.startswith("resnet18"):
+        return {**base, "model": "resnet18", "batchnorm": model == "resnet18-bn"}
+    return {**base, "model": "cnn", "depth": 3}
+
+
+def _boundary_rows(pred: list[LayerNoise], mc: list[LayerNoise]) -> list[dict[str, Any]]:
+    rows = []
+    for p, m in zip(pred, mc, strict=True):
+        if not p.name.startswith("boundary"):
+            continue
+        rows.append(
+            {
+                "tap": p.name,
+                "features": int(p.variance.shape[-1]),
+                "predicted": p.noise_variance,
+                "monte_carlo": m.noise_variance,
+                "rel_error": abs(p.noise_variance / m.noise_variance - 1.0)
+                if m.noise_variance > 0
+                else None,
+                "linearity": p.max_linearity,
+            }
+        )
+    return rows
+
+
+def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    data = load(ctx.data, ctx.data_dir)
+    device = torch.device("cpu")  # the predictor and its twin run in float64 on the CPU
+    model, clean = train_arm(_config(config), data, device)
+    model = model.to(device).eval()
+    seed = int(config["seed"])
+    x = data.x_test[: int(config["inputs"])].to(device)
+    sigma = float(config["sigma"])
+    predict(model, x, boundary_noise=GaussianNoise(sigma, seed=seed + 1))
+    monte_carlo(
+        model, x, boundary_noise=GaussianNoise(sigma, seed=seed + 1), samples=WARMUP_SAMPLES
+    )
+    times = []
+    for _ in range(PREDICT_REPEATS):
+        t0 = time.perf_counter()
+        pred = predict(model, x, boundary_noise=GaussianNoise(sigma, seed=seed))
+        times.append(time.perf_counter() - t0)
+    t_pred = statistics.median(times)
+    t0 = time.perf_counter()
+    mc = monte_carlo(
+        model, x, boundary_noise=GaussianNoise(sigma, seed=seed), samples=int(config["samples"])
+    )
+    t_mc = time.perf_counter() - t0
+    rows = _boundary_rows(pred, mc)
+    errors = [r["rel_error"] for r in rows if r["rel_error"] is not None]
+    return {
+        "clean_accuracy": clean["clean_accuracy"],
+        "boundaries": rows,
+        "max_rel_error": max(errors) if errors else None,
+        "t_predict_s": t_pred,
+        "t_monte_carlo_s": t_mc,
+        "speedup": t_mc / t_pred,
+        "taps": len(pred),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def validation_rows(records: list[Record]) -> list[dict[str, Any]]:
+    """One row per (model, arm): worst per-boundary error and median speed ratio over seeds."""
+    rows = []
+    groups = group_by(records, lambda r: (r["config"]["model"], r["config"]["arm"]))
+    for (model, arm), recs in sorted(
+        groups.items(), key=lambda kv: (_MODELS.index(kv[0][0]), kv[0][1])
+    ):
+        errors = [
+            r["metrics"]["max_rel_error"] for r in recs if r["metrics"]["max_rel_error"] is not None
+        ]
+        speed = statistics.median(r["metrics"]["speedup"] for r in recs)
+        first = recs[0]["metrics"]["boundaries"]
+        worst = max(errors) if errors else None
+        rows.append(
+            {
+                "model": model,
+                "arm": arm,
+                "boundaries": len(first),
+                "features": "/".join(str(b["features"]) for b in first),
+                "max_rel_error": worst,
+                "speedup": speed,
+                "accuracy": statistics.mean(r["metrics"]["clean_accuracy"] for r in recs),
+                "seeds": len(recs),
+                "error_ok": worst is not None and worst <= MAX_REL_ERROR,
+                "speed_ok": speed >= MIN_SPEEDUP,
+            }
+        )
+    return rows
+
+
+def report(records: list[Record], out_dir: pathlib.Path) -> str:
+    if not records:
+        return "_No records._\n"
+    cfg = records[0]["config"]
+    rows = validation_rows(records)
+    table = [
+        [
+            r["model"],
+            r["arm"],
+            str(r["boundaries"]),
+            r["features"],
+            f"{100 * r['accuracy']:.1f}%",
+            _fmt(100 * r["max_rel_error"], ".2f") + "%" if r["max_rel_error"] is not None else "–",
+            "yes" if r["error_ok"] else "**no**",
+            f"{r['speedup']:.1f}×",
+            "yes" if r["speed_ok"] else "**no**",
+            str(r["seeds"]),
+        ]
+        for r in rows
+    ]
+    lines = [
+        f"Gaussian noise σ = {cfg['sigma']} per feature at every boundary; "
+        f"{cfg['inputs']} test inputs × {cfg['samples']:,} Monte Carlo samples; "
+        f"width {cfg['width']}, {cfg['epochs']} epoch(s) of clean training.",
+        "",
+        markdown_table(
+            [
+                "model",
+                "arm",
+                "boundaries",
+                "features per boundary",
+                "clean acc.",
+                "max rel. error",
+                "≤ 10%",
+                "speed ratio",
+                "≥ 100×",
+                "seeds",
+            ],
+            table,
+        ),
+        "",
+        "Max rel. error: the largest, over boundaries and seeds, of "
+        "|predicted / Monte Carlo − 1| of the mean noise variance at a boundary. "
+        "Speed ratio: Monte Carlo time / predictor time (median over seeds).",
+        "",
+    ]
+    return "\n".join(lines)
