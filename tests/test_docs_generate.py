@@ -183,3 +183,27 @@ def test_benchmark_page_renders_the_committed_results_without_warnings() -> None
 def test_benchmark_page_without_results_says_so(tmp_path: Path) -> None:
     text, warnings = _render(benchmark_page(tmp_path))
     assert warnings == "" and "missing from this checkout" in text
+
+
+def test_claims_page_documents_the_verdict_taxonomy() -> None:
+    table = render_claims_table(load_claims(), {})
+    text, warnings = _render(table)
+    assert warnings == ""
+    for word in ("reproduced", "consistent but inconclusive", "reversed", "refuted", "margin"):
+        assert word in text
+    assert "grid too small for a verdict" in text
+
+
+def test_claim_evidence_names_the_test_and_the_dataset_label() -> None:
+    from conserve_verified.docsgen._experiments import _claim_row_text
+    from conserve_verified.runner.verdict import Estimate, effect_row, holm_adjust
+
+    rows = holm_adjust(
+        [
+            effect_row("E1", "q1", 40.0, Estimate(41.0, 38.0, 44.0, 0.01, 5, method="paired t")),
+            effect_row("E1", "q2", 40.0, Estimate(41.0, 38.0, 44.0, 0.02, 5, method="paired t")),
+        ]
+    )
+    text = _claim_row_text(rows[0], "e1", "Fashion-MNIST")
+    assert "Holm p 0.02" in text and "(paired t)" in text and "Fashion-MNIST" in text
+    assert "(effect)" in text and "**reproduced**" in text

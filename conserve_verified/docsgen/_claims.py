@@ -19,6 +19,7 @@ from ._paths import shared_claims_path
 
 __all__ = [
     "NO_EVIDENCE",
+    "VERDICT_RULES",
     "claims_path",
     "describe_figure",
     "load_claims",
@@ -27,6 +28,30 @@ __all__ = [
 
 #: Cell text for a claim that nothing in the latest build speaks to.
 NO_EVIDENCE = "not measured in this build (run ``bash dev.sh main``, then rebuild the docs)"
+
+
+#: The verdict taxonomy (the same rules as :mod:`conserve_verified.runner.verdict`), as reST.
+VERDICT_RULES = (
+    "Verdicts use 95% confidence intervals; *significant* means p < 0.05 after Holm's "
+    "correction over the rows of one claim on one dataset. A wide interval can never "
+    "reproduce a claim.\n\n"
+    "- **reproduced**: the paper's value lies in our CI *and* the CI excludes no effect "
+    "(for a claimed non-effect: the CI lies inside the stated ±margin; for a level: inside "
+    "±margin of the paper's value when a margin is stated).\n"
+    "- **consistent but inconclusive**: the CI contains the paper's value but is too wide "
+    "to tell.\n"
+    "- **smaller** / **larger**: significant, same sign, the CI entirely below / above the "
+    "paper's value.\n"
+    "- **not reproduced**: no significant effect, and the CI excludes the paper's value.\n"
+    "- **reversed**: significant, with the opposite sign.\n"
+    "- **refuted**: the proof engine found a counterexample (claim B); **proved**: the "
+    "corrected statement holds, with its scope.\n"
+    "- **grid too small for a verdict**: fewer than two seeds per arm, or no CI (the smoke "
+    "profile).\n\n"
+    "Rows marked *effect* compare arms (differences), which is how a claim made on another "
+    "dataset (CIFAR-10, MNIST) is checked on ours; rows marked *level* compare one arm's "
+    "level with the paper's.\n"
+)
 
 
 def claims_path() -> Path:
@@ -123,6 +148,7 @@ def render_claims_table(
                 _rst.bullet_list(list(ours)) if len(ours) > 1 else ours[0],
             ]
         )
-    return _rst.list_table(
+    table = _rst.list_table(
         ["claim", "paper", "the paper's figure", "our verdict / number"], rows, [6, 20, 37, 37]
     )
+    return VERDICT_RULES + "\n" + table

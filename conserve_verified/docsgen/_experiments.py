@@ -85,6 +85,16 @@ def render_experiment_page(
     return "\n".join(out)
 
 
+def _label(data: str) -> str:
+    """The dataset's human label (e.g. "Fashion-MNIST"), or the name itself."""
+    try:
+        from ..data import dataset_label
+
+        return str(dataset_label(data))
+    except Exception:
+        return data
+
+
 def _by_dataset(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Records grouped by dataset (an experiment reports each dataset separately)."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -182,11 +192,17 @@ def _claim_row_text(row: Mapping[str, Any], name: str, data: str) -> str:
     if row.get("low") is not None:
         ours += f" [{fmt_num(row.get('low'))}, {fmt_num(row.get('high'))}]"
     ours += f" (n={row.get('n', 0)})"
-    paper, p_value = fmt_num(row.get("paper")), fmt_p(row.get("p_value"))
+    paper = fmt_num(row.get("paper"))
+    holm = row.get("p_holm") is not None
+    p_value = fmt_p(row.get("p_holm") if holm else row.get("p_value"))
+    p_label = "Holm p" if holm else "p"
+    method = str(row.get("method") or "")
+    compare = str(row.get("compare") or "effect")
     return (
-        f"{_rst.escape(str(row.get('quantity', '')))}: ours {_rst.escape(ours)} vs paper "
-        f"{_rst.escape(paper)}, Welch p {_rst.escape(p_value)}"
-        f" -- **{_rst.escape(str(row.get('verdict', '?')))}** "
+        f"{_rst.escape(str(row.get('quantity', '')))} ({_rst.escape(compare)}): ours "
+        f"{_rst.escape(ours)} vs paper {_rst.escape(paper)}, {p_label} {_rst.escape(p_value)}"
+        + (f" ({_rst.escape(method)})" if method else "")
+        + f" -- **{_rst.escape(str(row.get('verdict', '?')))}** "
         f"(:ref:`{_rst.escape(name)} <experiment-{name}>`, {_rst.escape(data)})"
     )
 
@@ -208,7 +224,9 @@ def experiment_evidence(report_dir: Path | None) -> Mapping[str, list[str]]:
         if callable(fn):
             for data, group in _by_dataset(records).items():
                 try:
-                    rows = list(fn(group))
+                    from ..runner.verdict import holm_adjust
+
+                    rows = holm_adjust(list(fn(group)))
                 except Exception as exc:
                     for cid in exp.claims:
                         out.setdefault(cid, []).append(
@@ -219,7 +237,7 @@ def experiment_evidence(report_dir: Path | None) -> Mapping[str, list[str]]:
                 for row in rows:
                     cid = str(row.get("claim"))
                     measured.add(cid)
-                    out.setdefault(cid, []).append(_claim_row_text(row, name, data))
+                    out.setdefault(cid, []).append(_claim_row_text(row, name, _label(data)))
         for cid in exp.claims:
             if cid in measured:
                 continue
