@@ -84,3 +84,44 @@ def test_build_pipeline_rejects_unknown_arm() -> None:
         InvalidArgument, match="valid: \\['baseline', 'energy_penalized', 'conserved'\\]"
     ):
         build_pipeline(mlp_stages((4,), 2, 4, 2), "magic", (4,))
+
+
+def test_conserved_arm_takes_one_energy_per_boundary() -> None:
+    torch.manual_seed(0)
+    p = build_pipeline(mlp_stages((1, 8, 8), 10, 16, 4), "conserved", (1, 8, 8), [1.0, 4.0, 0.25])
+    assert isinstance(p, ConservedStages)
+    assert p.energies == [16.0, 64.0, 4.0]
+    for h, e in zip(_capture(p, torch.rand(3, 1, 8, 8)), (1.0, 4.0, 0.25), strict=True):
+        torch.testing.assert_close(h.pow(2).mean(1), torch.full((3,), e))
+    with pytest.raises(InvalidArgument, match="energy_per_feature"):
+        build_pipeline(mlp_stages((1, 8, 8), 10, 16, 4), "conserved", (1, 8, 8), [1.0, 2.0])
+    with pytest.raises(InvalidArgument, match="energy_per_feature"):
+        build_pipeline(mlp_stages((1, 8, 8), 10, 16, 3), "conserved", (1, 8, 8), -1.0)
+
+
+def test_without_reprojection_shares_stages_and_drops_the_post_hook_conserver() -> None:
+    from conserve_verified.models import without_reprojection
+
+    torch.manual_seed(0)
+    p = build_pipeline(mlp_stages((1, 8, 8), 10, 16, 3), "conserved", (1, 8, 8))
+    c = without_reprojection(p)
+    assert all(a is b for a, b in zip(c.stages, p.stages, strict=True))
+    doubled = _capture_after(c, lambda h, i: 2 * h)
+    # the control lets a rescaled activation through; the conserved arm would re-project it
+    assert all(float(h.pow(2).mean()) == pytest.approx(4.0, rel=1e-5) for h in doubled)
+
+
+def _capture_after(p: Pipeline, hook: object) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    stage1 = p.stages[1]
+
+    def grab(_m: torch.nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        seen.append(inp[0].detach())
+
+    handle = stage1.register_forward_pre_hook(grab)
+    try:
+        with p.boundary_hook(hook), torch.no_grad():  # type: ignore[arg-type]
+            p(torch.rand(4, 1, 8, 8))
+    finally:
+        handle.remove()
+    return seen

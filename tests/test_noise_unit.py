@@ -293,3 +293,34 @@ def test_attack_leaves_parameters_without_grad() -> None:
     plain, _, x, y = _pipes()
     pgd(plain, x, y, 0.1, steps=3)
     assert all(p.grad is None for p in plain.parameters())
+
+
+def test_monodepth_shift_is_one_offset_per_image_with_sd_shift_sigma() -> None:
+    from conserve_verified.noise import MonocularDepthNoise as M
+
+    d = torch.full((4000, 1, 4, 4), 0.8, dtype=torch.float64)
+    out = M(scale_sigma=0.0, pixel_sigma=0.0, shift_sigma=0.05, hole_prob=0.0, seed=1)(d)
+    off = (out - d).flatten(1)
+    # one offset per image (every pixel of an image moves by the same amount)
+    torch.testing.assert_close(off, off[:, :1].expand_as(off))
+    assert float(off[:, 0].std()) == pytest.approx(0.05, rel=0.05)
+    assert abs(float(off[:, 0].mean())) < 0.005
+    with pytest.raises(InvalidArgument, match="shift_sigma"):
+        M(shift_sigma=-0.1)
+
+
+def test_reference_scaled_noise_is_inner_noise_times_reference_rms() -> None:
+    from conserve_verified.noise import ReferenceScaled
+
+    ref = torch.tensor([[3.0, 4.0], [0.0, 2.0]])  # per-sample rms: sqrt(12.5), sqrt(2)
+    h = torch.randn(2, 2)
+    hook = ReferenceScaled(GaussianNoise(0.1, seed=3))
+    hook.set_reference([ref])
+    want = h + torch.tensor([[12.5**0.5], [2**0.5]]) * (GaussianNoise(0.1, seed=3)(h, 0) - h)
+    torch.testing.assert_close(hook(h, 0), want)
+    # boundaries without a reference are left alone; a batch mismatch is an error
+    torch.testing.assert_close(hook(h, 1), h)
+    with pytest.raises(InvalidArgument, match="h"):
+        hook(torch.randn(3, 2), 0)
+    with pytest.raises(InvalidArgumentType, match="inner"):
+        ReferenceScaled(3.0)  # type: ignore[arg-type]
