@@ -191,3 +191,21 @@ def test_report_cli_on_missing_or_empty_folder_exits_2_with_one_line(
     assert main(["report", "--out", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no records under" in err
+
+
+def test_summary_has_one_line_per_claim_and_dataset_with_its_command(
+    tmp_path: pathlib.Path,
+) -> None:
+    out = tmp_path / "out"
+    _store(out, "quick")
+    (out / "certificate.json").write_text(json.dumps(CERT))
+    md = build_report(out, _discovery(tmp_path)).markdown.read_text()
+    summary = md.split("## Verdicts by claim", 1)[1].split("## Claims", 1)[0]
+    lines = [ln for ln in summary.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    assert [ln.split(" | ")[0][2:] for ln in lines] == [
+        "E1", "E2", "E3", "E4", "E5", "B", "M1", "M2", "M3", "S", "G", "A",
+    ]  # fmt: skip
+    e1 = lines[0]
+    assert "reproduced: 2" in e1 and "ours 41.3 [37.7, 44.9] (n=3) vs paper 40.0" in e1
+    assert f"`conserve-verified run toyclaims --profile quick --data digits --out {out}`" in e1
+    assert "refuted: 2, proved: 1" in lines[5] and "verify --json" in lines[5]

@@ -50,6 +50,7 @@ __all__ = [
     "certificate_rows",
     "load_certificate",
     "markdown_to_html",
+    "summary_table",
 ]
 
 #: The theorem that states the corrected form of a refuted claim.
@@ -196,35 +197,18 @@ def certificate_rows(
 # --------------------------------------------------------------------------- claims table
 
 
-def _claims_section(
+def _missing_rows(
     rows: list[dict[str, Any]],
     discovery: Discovery | None,
     measured: dict[str, list[str]],
     smoke_only: bool,
-) -> str:
-    claims = load_claims()["claims"]
-    by_claim = group_by(rows, lambda r: r["claim"])
-    table = []
-    for c in claims:
+) -> list[dict[str, Any]]:
+    """A row for each claim without one, saying why (never "no records yet")."""
+    have = {r["claim"] for r in rows}
+    out = []
+    for c in load_claims()["claims"]:
         cid = c["id"]
-        for r in by_claim.get(cid, []):
-            effect = "–" if r.get("effect_size") is None else f"{r['effect_size']:.2f}"
-            p = r.get("p_holm") if r.get("p_holm") is not None else r.get("p_value")
-            table.append(
-                [
-                    cid,
-                    r.get("data", "–"),
-                    r["quantity"],
-                    r.get("compare", "effect"),
-                    fmt_num(r.get("paper"), _digits(r.get("paper"))),
-                    _ours(r),
-                    fmt_p(p),
-                    effect,
-                    f"**{r['verdict']}**",
-                    r.get("note", ""),
-                ]
-            )
-        if cid in by_claim:
+        if cid in have:
             continue
         speakers: list[str] = []
         if discovery is not None:
@@ -235,8 +219,7 @@ def _claims_section(
         ran = [s for s in speakers if s in measured]
         if ran:
             why = "smoke profile" if smoke_only else "the grid gives no estimate"
-            note = f"{GRID_TOO_SMALL}: {why} (records of {', '.join(ran)})"
-            verdict = GRID_TOO_SMALL
+            verdict, note = GRID_TOO_SMALL, f"{GRID_TOO_SMALL}: {why} (records of {', '.join(ran)})"
         elif speakers:
             verdict = GRID_TOO_SMALL
             note = (
@@ -245,7 +228,34 @@ def _claims_section(
             )
         else:
             verdict, note = "not measured", "no experiment measures it"
-        table.append([cid, "–", str(what), "–", "–", "–", "–", "–", f"**{verdict}**", note])
+        row = proof_row(cid, str(what), "not decided", note=note, method="")
+        row.update(verdict=verdict, compare="–", data="–")
+        if speakers:
+            row["command"] = f"conserve-verified run {' '.join(speakers)} --profile quick"
+        out.append(row)
+    return out
+
+
+def _claims_section(rows: list[dict[str, Any]]) -> str:
+    order = {c["id"]: i for i, c in enumerate(load_claims()["claims"])}
+    table = []
+    for r in sorted(rows, key=lambda r: order.get(r["claim"], len(order))):
+        effect = "–" if r.get("effect_size") is None else f"{r['effect_size']:.2f}"
+        p = r.get("p_holm") if r.get("p_holm") is not None else r.get("p_value")
+        table.append(
+            [
+                r["claim"],
+                r.get("data", "–"),
+                r["quantity"],
+                r.get("compare", "effect"),
+                fmt_num(r.get("paper"), _digits(r.get("paper"))),
+                _ours(r),
+                fmt_p(p),
+                effect,
+                f"**{r['verdict']}**",
+                r.get("note", ""),
+            ]
+        )
     text = [
         "## Claims: paper vs reproduced",
         "",
@@ -276,6 +286,54 @@ def _claims_section(
         "",
     ]
     return "\n".join(text)
+
+
+def _headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first row with a verdict other than *grid too small*, else the first row."""
+    return next((r for r in rows if r["verdict"] != GRID_TOO_SMALL), rows[0])
+
+
+def summary_table(rows: list[dict[str, Any]], out: pathlib.Path | None = None) -> str:
+    """One line per (claim, dataset): verdict counts, the headline row and the command.
+
+    The command reruns the row's experiment into the store (then ``report``
+    rebuilds the table); proof rows name the ``verify`` command.
+    """
+    order = {c["id"]: i for i, c in enumerate(load_claims()["claims"])}
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (order.get(r["claim"], len(order)), r["claim"], str(r.get("data", "–")))
+        groups.setdefault(key, []).append(r)
+    groups = dict(sorted(groups.items()))
+    table = []
+    suffix = "" if out is None else f" --out {out}"
+    for (_, cid, data), family in groups.items():
+        counts = {v: sum(1 for r in family if r["verdict"] == v) for v in VERDICTS}
+        head = _headline(family)
+        ours = _ours(head)
+        paper = fmt_num(head.get("paper"), _digits(head.get("paper")))
+        cmds = sorted({str(r.get("command")) for r in family if r.get("command")})
+        table.append(
+            [
+                cid,
+                data,
+                ", ".join(f"{k}: {v}" for k, v in counts.items() if v),
+                f"{head['quantity']}: ours {ours} vs paper {paper} → **{head['verdict']}**",
+                "; ".join(f"`{c}{suffix if 'verify' not in c else ''}`" for c in cmds) or "–",
+            ]
+        )
+    return "\n".join(
+        [
+            "## Verdicts by claim",
+            "",
+            "Per claim and dataset: how many rows of the claims table below got each verdict, "
+            "the headline row (the first row with a verdict), and the command that "
+            "recomputes the rows (then `conserve-verified report`).",
+            "",
+            markdown_table(["claim", "data", "rows by verdict", "headline", "command"], table),
+            "",
+        ]
+    )
 
 
 def _header(
@@ -399,9 +457,18 @@ def build_report(
                 tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 problems.append(f"claim_rows() of {name!r} on {label!r} failed: {tb}")
             else:
+                profile = max(
+                    sorted({str(r.get("profile")) for r in recs}),
+                    key=lambda p: sum(1 for r in recs if r.get("profile") == p),
+                )
+                cmd = f"conserve-verified run {name} --profile {profile} --data {data}"
+                got = [dict(r, experiment=name, command=cmd) for r in got]
                 for _, family in group_by(got, lambda r: r["data"]).items():
                     rows += holm_adjust(family)
-    rows += [dict(r, data="proof") for r in certificate_rows(cert, str(cert_path))]
+    rows += [
+        dict(r, data="proof", command=f"conserve-verified verify --json {cert_path}")
+        for r in certificate_rows(cert, str(cert_path))
+    ]
     runs = store.runs()
     head, smoke_only = _header(ok, failed, runs, cert, cert_path, cert_problem)
     if failed:
@@ -412,10 +479,13 @@ def build_report(
         head.append("")
     if problems:
         head += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
+    rows += _missing_rows(rows, discovery, measured, smoke_only)
     md = (
         "\n".join(head)
         + "\n"
-        + _claims_section(rows, discovery, measured, smoke_only)
+        + summary_table(rows, out)
+        + "\n"
+        + _claims_section(rows)
         + "\n"
         + "\n".join(sections)
     )
