@@ -214,7 +214,7 @@ def test_e5_report_has_decomposition_table_rows_and_pictures(
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     rows = e5_panda.claim_rows(tiny_records)
     assert {r["claim"] for r in rows} == {"E5"}
-    assert len(rows) == 3 * 3  # three conditions x one sigma x (total, conservation, normalisation)
+    assert len(rows) == 2 * 3  # image, all (not scale: T3) x (total, conservation, normalisation)
     assert all(
         r["n"] == 2 and r.get("p_holm") is not None for r in rows if r["p_value"] is not None
     )

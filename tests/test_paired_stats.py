@@ -108,19 +108,34 @@ def test_covariate_adjusted_difference_removes_a_linear_clean_gap() -> None:
 
 
 def test_clustered_difference_uses_seeds_as_units_on_synthetic_trials() -> None:
-    # 3 seeds x 4 trials; per-seed mean differences 0.25, 0.5, 0.75 (mean 0.5, sd 0.25)
-    a = [1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]  # seeds 0, 1, 2
-    b = [0] * 12
-    clusters = [0] * 4 + [1] * 4 + [2] * 4
+    # 3 seeds x 8 trials; per-seed mean differences 0.25, 0.5, 0.75 (mean 0.5, sd 0.25)
+    a = [*([1] * 2 + [0] * 6), *([1] * 4 + [0] * 4), *([1] * 6 + [0] * 2)]
+    b = [0] * 24
+    clusters = [0] * 8 + [1] * 8 + [2] * 8
     est = clustered_difference(a, b, clusters)
     half = st.t.ppf(0.975, 2) * 0.25 / math.sqrt(3)
     assert est.n == 3
     assert est.mean == pytest.approx(0.5)
     assert (est.low, est.high) == pytest.approx((0.5 - half, 0.5 + half))
-    # the pooled-trial interval (12 "independent" trials) is narrower: pooling overstates certainty
+    assert est.p_value == pytest.approx(st.ttest_1samp([0.25, 0.5, 0.75], 0.0).pvalue)
+    # the pooled-trial interval (24 "independent" trials) is narrower: pooling overstates certainty
     d = np.subtract(a, b)
-    pooled = st.t.ppf(0.975, 11) * d.std(ddof=1) / math.sqrt(12)
+    pooled = st.t.ppf(0.975, 23) * d.std(ddof=1) / math.sqrt(24)
     assert half > pooled
+
+
+def test_clustered_difference_identical_seed_rates_use_the_within_seed_floor() -> None:
+    # every seed: one more success out of 4 -> between-seed variance 0, within-seed 0.25/4
+    a = [1, 1, 0, 0] * 3
+    b = [1, 0, 0, 0] * 3
+    est = clustered_difference(a, b, [0] * 4 + [1] * 4 + [2] * 4)
+    se = math.sqrt((0.25 / 4) / 3)
+    assert est.mean == pytest.approx(0.25)
+    assert (est.low, est.high) == pytest.approx(
+        (0.25 - st.t.ppf(0.975, 2) * se, 0.25 + st.t.ppf(0.975, 2) * se)
+    )
+    assert est.p_value is not None and est.p_value > 0.05
+    assert "floor" in est.method
 
 
 def test_cmh_test_matches_statsmodels_and_detects_a_common_effect() -> None:

@@ -230,11 +230,19 @@ def clustered_difference(
     """Difference of two arms' trial outcomes with the cluster (seed) as the unit.
 
     ``a[i]``, ``b[i]`` are the two arms' outcomes of trial ``i`` (paired: the same
-    target and noise draw), ``clusters[i]`` its cluster.  The per-cluster means
-    ``m_k = mean_{i in k}(a_i - b_i)`` go through :func:`paired_difference`'s t
-    machinery: CI ``mean(m) ± t_{K-1} sd(m)/sqrt(K)``, ``n = K`` clusters.  Trials
-    of one cluster share a trained model, so they are not independent; this
-    interval is wider than the pooled one whenever clusters differ.
+    target and noise draw), ``clusters[i]`` its cluster.  With ``d_i = a_i - b_i``
+    and the per-cluster means ``m_k`` (``K`` clusters, ``n_k`` trials each), the
+    estimate is ``mean(m)`` with the t interval ``mean(m) ± t_{K-1} · se`` and the
+    t-test of 0 (``n = K`` clusters, never the number of trials), where
+
+    ``se² = max(var(m), mean_k(var_k(d) / n_k)) / K``:
+
+    the variance of a cluster mean is at least its within-cluster sampling
+    variance, so when the observed between-cluster variance falls below it (e.g.
+    three seeds that happen to give the same rate difference) the floor is used
+    rather than a zero-width interval.  Trials of one cluster share a trained
+    model, so they are not independent; this interval is wider than the pooled
+    one whenever clusters differ.
     """
     xa, xb = _array(a, "a"), _array(b, "b")
     cl = list(clusters)
@@ -242,8 +250,26 @@ def clustered_difference(
         raise InvalidArgument("clusters", len(cl), f"need one per trial ({xa.size})")
     keys = sorted(set(cl), key=repr)
     d = xa - xb
-    means = np.asarray([d[[i for i, k in enumerate(cl) if k == key]].mean() for key in keys])
-    return _t_estimate(means, _confidence(confidence), f"cluster-level t ({len(keys)} seeds)")
+    parts = [d[[i for i, k in enumerate(cl) if k == key]] for key in keys]
+    means = np.asarray([p.mean() for p in parts])
+    method = f"cluster-level t ({len(keys)} seeds)"
+    conf = _confidence(confidence)
+    k = int(means.size)
+    mean = float(means.mean())
+    if k < 2:
+        return Estimate(mean, None, None, None, k, method=method)
+    between = float(means.var(ddof=1))
+    within = float(np.mean([p.var(ddof=1) / p.size if p.size > 1 else 0.0 for p in parts]))
+    var = max(between, within)
+    if var == 0.0:
+        p0 = 1.0 if mean == 0.0 else 0.0
+        return Estimate(mean, mean, mean, p0, k, method=method)
+    se = math.sqrt(var / k)
+    tq = float(_st.t.ppf((1.0 + conf) / 2.0, k - 1))
+    p_val = float(2 * _st.t.sf(abs(mean / se), k - 1))
+    if within > between:
+        method += ", within-seed variance floor"
+    return Estimate(mean, mean - tq * se, mean + tq * se, p_val, k, mean / math.sqrt(var), method)
 
 
 @dataclass(frozen=True)
