@@ -5,28 +5,31 @@ baseline it is compared with, at matched parameter count (identical, or within
 5% for ``mlp+free_energy``, whose per-unit noise scales add ``width`` parameters
 per boundary):
 
-================== ========== ==========================================================
-name               baseline   model and objective
-================== ========== ==========================================================
-``mlp``            --         MLP (``width``, ``depth`` stages), cross entropy ``L_CE``
-``resmlp``         --         residual MLP: stem, ``h_{k+1} = h_k + ReLU(W_k h_k + b_k)``,
-                              head (the same layer shapes as ``mlp``), ``L_CE``
-``cnn``            --         small CNN (:func:`~conserve_verified.models.cnn_stages`)
-``mlp+energy``     ``mlp``    activation-energy first: ``L_CE + λ_E · E``,
-                              ``E = mean_k mean_i ||h_k[i]||² / n_k`` (boundary activations)
-``mlp+conserved``  ``mlp``    ``C_E`` at every boundary (unit RMS per feature), ``L_CE``
-``mlp+free_energy`` ``mlp``   free energy (variational, Gaussian): at each boundary
-                              ``z = μ + σ ⊙ ε``, ``ε ~ N(0, I)``, ``σ = exp(s)`` learned per
-                              unit; ``L_CE(z) + β · KL``, ``KL = mean_k mean_i
-                              KL(N(μ_i, σ²) ‖ N(0, I)) / n_k``, i.e. the negative ELBO of a
-                              stochastic-boundary network with a standard-normal prior;
-                              ``z = μ`` at evaluation
-``resmlp+least_action`` ``resmlp`` least action: ``L_CE + λ_K · K``, kinetic term
-                              ``K = Σ_k mean_i ||h_{k+1}[i] − h_k[i]||² / n`` over
-                              consecutive boundaries (the continuous-depth kinetic
-                              regulariser)
-``cnn+conserved``  ``cnn``    ``C_E`` at every boundary of the CNN
-================== ========== ==========================================================
+======================= ========== =====================================================
+name                    baseline   model and objective
+======================= ========== =====================================================
+``mlp``                 --         MLP (``width``, ``depth`` stages), cross entropy
+                                   ``L_CE``
+``resmlp``              --         residual MLP: stem, ``h_{k+1} = h_k + ReLU(W_k h_k +
+                                   b_k)``, head (the layer shapes of ``mlp``), ``L_CE``
+``cnn``                 --         small CNN (:func:`~conserve_verified.models.cnn_stages`)
+``mlp+energy``          ``mlp``    activation-energy first: ``L_CE + λ_E · E``, ``E =
+                                   mean_k mean_i ||h_k[i]||² / n_k`` (boundary
+                                   activations)
+``mlp+conserved``       ``mlp``    ``C_E`` at every boundary (unit RMS per feature),
+                                   ``L_CE``
+``mlp+free_energy``     ``mlp``    free energy (variational, Gaussian): at each boundary
+                                   ``z = μ + σ ⊙ ε``, ``ε ~ N(0, I)``, ``σ = exp(s)``
+                                   learned per unit; ``L_CE(z) + β · KL``, ``KL =
+                                   mean_k mean_i KL(N(μ_i, σ²) ‖ N(0, I)) / n_k``, the
+                                   negative ELBO of a stochastic-boundary network with
+                                   a standard-normal prior; ``z = μ`` at evaluation
+``resmlp+least_action`` ``resmlp`` least action: ``L_CE + λ_K · K``, kinetic term ``K =
+                                   Σ_k mean_i ||h_{k+1}[i] − h_k[i]||² / n`` over
+                                   consecutive boundaries (the continuous-depth kinetic
+                                   regulariser)
+``cnn+conserved``       ``cnn``    ``C_E`` at every boundary of the CNN
+======================= ========== =====================================================
 
 ``KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² − 1 − log σ²)`` per unit.  CNNs need an
 image or signal input (``(C, L)`` or ``(C, H, W)``); tabular inputs have none.

@@ -1,21 +1,22 @@
 """Datasets for the experiments: ``load(name, data_dir=None) -> Dataset``.
 
-================= ================================================ ================
-name              source                                           ``input_shape``
-================= ================================================ ================
-``digits``        scikit-learn's bundled 8×8 handwritten digits    ``(1, 8, 8)``
-``mnist1d``       MNIST-1D, generated procedurally from a seed     ``(1, 40)``
-``breast-cancer`` scikit-learn's bundled Wisconsin breast cancer   ``(30,)``
-``wine``          scikit-learn's bundled wine recognition          ``(13,)``
-``fashion-mnist`` official Fashion-MNIST idx files (Debian's       ``(1, 28, 28)``
-                  ``dataset-fashion-mnist``, or ``data_dir``)
-``mnist``         official MNIST idx files in ``data_dir``         ``(1, 28, 28)``
-``cifar10``       official CIFAR-10 python batches in ``data_dir`` ``(3, 32, 32)``
-``npz:PATH``      an ``.npz`` archive (``X``, ``y``[, ``X_test``,  from the file
-                  ``y_test``])
-``imagefolder:``  class-per-subfolder PNG images (``PATH/<class>/  from the files
-``PATH``          *.png``, optionally under ``train/``/``test/``)
-================= ================================================ ================
+===================== ================================================ ===============
+name                  source                                           ``input_shape``
+===================== ================================================ ===============
+``digits``            scikit-learn's bundled 8×8 handwritten digits    ``(1, 8, 8)``
+``mnist1d``           MNIST-1D, generated procedurally from a seed     ``(1, 40)``
+``breast-cancer``     scikit-learn's bundled Wisconsin breast cancer   ``(30,)``
+``wine``              scikit-learn's bundled wine recognition          ``(13,)``
+``fashion-mnist``     official Fashion-MNIST idx files (Debian's       ``(1, 28, 28)``
+                      ``dataset-fashion-mnist``, or ``data_dir``)
+``mnist``             official MNIST idx files in ``data_dir``         ``(1, 28, 28)``
+``cifar10``           official CIFAR-10 python batches in ``data_dir`` ``(3, 32, 32)``
+``npz:PATH``          an ``.npz`` archive (``X``, ``y``, optionally    from the file
+                      ``X_test``, ``y_test``)
+``imagefolder:PATH``  class-per-subfolder PNG images                   from the files
+                      (``PATH/<class>/*.png``, optionally under
+                      ``train/`` and ``test/``)
+===================== ================================================ ===============
 
 Pixel values are scaled to ``[0, 1]`` (MNIST-1D is standardised by its
 generator, the tabular sets per feature with the training split's statistics);
