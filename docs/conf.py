@@ -27,10 +27,17 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # MathJax bundled with the built docs (copied to _static/mathjax), so formulas
+    # render with no network; the package's import name has hyphens
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
+    "myst_parser",
     "sphinx_proof",
     "conserve_docs",
 ]
+# Markdown (MyST) sources are read as well as reST ones; the experiments' report
+# sections are Markdown rendered by myst-parser (directive ``conserve-markdown``).
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 
 exclude_patterns = ["_build", ".gitignore"]
 html_theme = "furo"

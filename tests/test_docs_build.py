@@ -177,3 +177,118 @@ def test_docs_generated_pages_are_not_committed() -> None:
 def test_docs_benchmarks_page_shows_the_ratio_tables(built: dict[str, Path]) -> None:
     text = _text(built["out"] / "generated" / "benchmarks.html")
     assert "conserve / peer" in text and "target met" in text
+
+
+# --------------------------------------------------------------------------- offline math
+
+
+def test_docs_math_renders_offline_from_a_bundled_mathjax(built: dict[str, Path]) -> None:
+    """Every page loads MathJax from the built docs themselves, none from a CDN."""
+    out = built["out"]
+    script = out / "_static" / "mathjax" / "tex-chtml.js"
+    assert script.is_file() and script.stat().st_size > 100_000
+    fonts = list((out / "_static" / "mathjax").rglob("*.woff"))
+    assert fonts, "MathJax's fonts are not bundled"
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert re.search(r'<script[^>]+src="_static/mathjax/tex-chtml\.js', index)
+    assert r"\(E = \lVert v \rVert^2\)" in index or "math notranslate" in index
+    for page in out.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        for src in re.findall(r'<script[^>]+src="([^"]+)"', html):
+            assert not re.match(r"(https?:)?//", src), f"{page.name} loads {src} from the network"
+
+
+# --------------------------------------------------------------------------- tutorial
+
+
+def test_docs_tutorial_own_model_shows_its_output_from_this_build(built: dict[str, Path]) -> None:
+    text = _text(built["out"] / "tutorials" / "own_model.html")
+    assert text.count("Output (this build):") >= 6
+    for fragment in (
+        "torch.Size([4, 10])",
+        "dead samples: {'layer1': 0, 'layer2': 0}",
+        "not a bare string",
+        "both oracles passed",
+        "layer1:boundary predicted",
+        "layer2:boundary predicted",
+        "output moved by",
+        "exit code 0",
+        "conserved clean",
+    ):
+        assert fragment in text, fragment
+    errors = [float(e) for e in re.findall(r"rel\. error (\d+\.\d+)%", text)]
+    assert len(errors) == 2 and max(errors) <= 10.0
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+_EVIL = """## Heading with <b>tag</b> and $x^2$
+
+Text with <script>alert('inline')</script>, {raw}`<i>role</i>`, .. raw:: html, :math:`y`.
+
+```{raw} html
+<script>alert('directive')</script>
+```
+
+```{eval-rst}
+.. raw:: html
+
+   <script>alert('eval-rst')</script>
+```
+
+<div onclick="alert('block')">html block</div>
+
+| arm | value |
+|---|---|
+| <img src=x onerror=alert(1)> | 1 |
+"""
+
+
+def _sphinx_html(tmp_path: Path, markdown: str) -> str:
+    from sphinx.cmd.build import build_main
+
+    from conserve_verified.docsgen import markdown_to_rst
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(
+        "from conserve_verified.docsgen._markdown import DIRECTIVE, MarkdownSection\n"
+        "extensions = ['sphinx.ext.mathjax']\n"
+        "def setup(app):\n"
+        "    app.add_directive(DIRECTIVE, MarkdownSection, override=True)\n",
+        encoding="utf-8",
+    )
+    (src / "index.rst").write_text("Page\n====\n\n" + markdown_to_rst(markdown), encoding="utf-8")
+    out = tmp_path / "out"
+    assert build_main(["-b", "html", "-W", "-q", str(src), str(out)]) == 0
+    return (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_markdown_section_cannot_inject_markup(tmp_path: Path) -> None:
+    html = _sphinx_html(tmp_path, _EVIL)
+    body = html[html.index('<section id="page">') :]
+    assert "alert(" in body  # the text is shown ...
+    assert "<script>alert" not in body and "<div onclick" not in body  # ... never run
+    assert "<img src=x" not in body and "<i>role</i>" not in body and "<b>tag</b>" not in body
+    import html as html_lib
+
+    shown = html_lib.unescape(re.sub(r"<[^>]+>", "", body))  # the visible text
+    assert shown.count("<script>alert(") == 3  # inline html, {raw} and {eval-rst}: as text
+    for fragment in (
+        "<div onclick=",
+        "html block</div>",
+        ".. raw:: html",
+        ":math:",
+        "<b>tag</b>",
+    ):
+        assert fragment in shown, fragment
+
+
+def test_markdown_section_renders_tables_math_and_headings(tmp_path: Path) -> None:
+    html = _sphinx_html(tmp_path, _EVIL)
+    body = html[html.index('<section id="page">') :]
+    assert '<p class="rubric"><strong>Heading with' in body
+    assert r"\(x^2\)" in body  # MathJax inline math
+    assert "<table" in body and "<th" in body
+    assert body.count("<section") == 1  # a report's headings never open sections

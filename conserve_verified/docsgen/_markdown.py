@@ -1,192 +1,210 @@
-r"""Markdown (the subset the experiment reports use) to reStructuredText.
+r"""Markdown report sections in the reST pages, parsed by MyST (myst-parser).
 
-The experiment protocol returns report sections in Markdown, while Sphinx here
-reads reST (no Markdown parser is part of the environment).  Supported:
+The experiment protocol returns report sections in Markdown.  Instead of a
+converter of our own, a page embeds the Markdown verbatim in the directive
+``conserve-markdown`` (:func:`markdown_to_rst` writes it), and the directive
+parses it with myst-parser's Markdown parser (markdown-it-py) and renders it
+with myst-parser's docutils renderer into the page's document -- under plain
+docutils as under Sphinx (where the directive is registered by the
+``conserve_docs`` extension).
 
-* ATX headings (``#`` ... ``######``) -- become rubrics, so a section's own
-  heading levels can never clash with the page's;
-* pipe tables (header, ``|---|`` separator, rows) -- ``list-table``;
-* images on a line of their own, ``![alt](file.png)`` -- ``image`` directives
-  (only files that exist, relative to ``base_dir``; others become a note);
-* fenced code blocks, bullet and numbered lists, paragraphs;
-* inline: code spans, ``**strong**``, ``*emphasis*``/``_emphasis_``, links
-  ``[text](url)``, math ``$...$``; everything else is escaped text.
+What a report can contain: CommonMark with pipe tables and ``$...$`` /
+``$$...$$`` math (MyST's ``dollarmath``), headings (rendered as rubrics, so a
+section's own heading levels never clash with the page's), images of plots
+that exist (others become a note), fenced code, lists, links (always external).
 
-Identity: every character of text outside recognised markup reaches the output
-escaped (:func:`._rst.escape`), so no report can inject reST markup.
+Escaping guarantee (identity): no report can inject markup.  The parser is
+MyST's with every syntax that reaches past Markdown disabled -- raw HTML
+(``html_block``, ``html_inline``), MyST roles and targets, front matter (which
+could set parser options) -- and every fenced block is rendered as literal
+code, so ```` ```{raw} html ```` and ```` ```{eval-rst} ```` are shown, not
+run; reST syntax in the text (``.. raw::``, ``:role:``) is Markdown text.
+Everything outside the recognised Markdown reaches the page as text.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
+
+from docutils import nodes  # type: ignore[import-untyped]
+from docutils.parsers.rst import Directive, directives  # type: ignore[import-untyped]
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from myst_parser.config.main import MdParserConfig
+from myst_parser.mdit_to_docutils.base import DocutilsRenderer
+from myst_parser.parsers.mdit import create_md_parser
 
 from . import _rst
 
-__all__ = ["inline", "markdown_to_rst"]
+__all__ = ["DIRECTIVE", "MarkdownSection", "markdown_to_rst", "parse_markdown", "register"]
 
-_INLINE = re.compile(
-    r"(?P<code>`+)(?P<code_body>.+?)(?P=code)"
-    r"|\*\*(?P<strong>[^*]+?)\*\*"
-    r"|__(?P<strong2>[^_]+?)__"
-    r"|(?<![\w*])\*(?P<em>[^*\s][^*]*?)\*(?![\w*])"
-    r"|(?<![\w_])_(?P<em2>[^_\s][^_]*?)_(?![\w_])"
-    r"|\[(?P<link_text>[^\]]+)\]\((?P<link_url>[^)\s]+)\)"
-    r"|(?<![\w$\\])\$(?P<math>[^$\s][^$]*?)\$(?![\w$])"
+#: Name of the reST directive that embeds a Markdown section.
+DIRECTIVE = "conserve-markdown"
+
+#: markdown-it rules switched off: everything that is not plain Markdown.
+_DISABLED = (
+    "html_block",
+    "html_inline",
+    "myst_role",
+    "myst_target",
+    "myst_line_comment",
+    "myst_block_break",
+    "front_matter",
 )
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)(?:\s+\"[^\"]*\")?\)$")
-_TABLE_SEP = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
-_BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
-_NUMBERED = re.compile(r"^\s{0,3}\d+[.)]\s+(.*)$")
-_FENCE = re.compile(r"^\s*(```|~~~)\s*([\w+-]*)\s*$")
-_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+
+#: The parser configuration of report sections (see the module docstring).
+CONFIG = MdParserConfig(
+    enable_extensions={"dollarmath"},
+    disable_syntax=list(_DISABLED),
+    all_links_external=True,
+    heading_anchors=0,
+)
 
 
-def _wrap(markup: str, before: str, after: str) -> str:
-    """``markup`` with escaped spaces where it touches non-space text (always valid reST)."""
-    left = "\\ " if before and not before.isspace() else ""
-    right = "\\ " if after and not after.isspace() else ""
-    return left + markup + right
+def _parser(renderer: type[Any] = DocutilsRenderer) -> MarkdownIt:
+    return create_md_parser(CONFIG, renderer)
 
 
-def inline(text: str) -> str:
-    """Inline Markdown of one line or paragraph as reST inline markup."""
-    out: list[str] = []
-    pos = 0
-    for m in _INLINE.finditer(text):
-        out.append(_rst.escape(text[pos : m.start()]))
-        before = text[m.start() - 1] if m.start() > 0 else ""
-        after = text[m.end()] if m.end() < len(text) else ""
-        if m.group("code") is not None:
-            markup = _rst.inline_literal(m.group("code_body").strip())
-        elif m.group("strong") is not None or m.group("strong2") is not None:
-            body = m.group("strong") if m.group("strong") is not None else m.group("strong2")
-            markup = f"**{_rst.escape(body.strip())}**"
-        elif m.group("em") is not None or m.group("em2") is not None:
-            body = m.group("em") if m.group("em") is not None else m.group("em2")
-            markup = f"*{_rst.escape(body.strip())}*"
-        elif m.group("link_text") is not None:
-            url = m.group("link_url").replace("`", "%60").replace("<", "%3C").replace(">", "%3E")
-            markup = f"`{_rst.escape(m.group('link_text'))} <{url}>`__"
-        else:
-            latex = m.group("math").replace("`", "\\`")
-            markup = f":math:`{latex}`"
-        out.append(_wrap(markup, before, after) if markup else "")
-        pos = m.end()
-    out.append(_rst.escape(text[pos:]))
-    return "".join(out)
+def _walk(tokens: list[Token]) -> Iterator[Token]:
+    for tok in tokens:
+        yield tok
+        if tok.children:
+            yield from _walk(tok.children)
 
 
-def _cells(row: str) -> list[str]:
-    row = row.strip()
-    if row.startswith("|"):
-        row = row[1:]
-    if row.endswith("|") and not row.endswith("\\|"):
-        row = row[:-1]
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
-
-
-def _table(lines: list[str]) -> str:
-    header = _cells(lines[0])
-    rows = []
-    for line in lines[2:]:
-        cells = _cells(line)
-        cells = (cells + [""] * len(header))[: len(header)]
-        rows.append([inline(c) for c in cells])
-    return _rst.list_table([inline(h) for h in header], rows)
-
-
-def _image(alt: str, src: str, base_dir: Path | None, rewrite: Callable[[str], str]) -> str:
-    exists = base_dir is not None and (base_dir / src).is_file()
-    if not exists:
-        return f".. note:: Plot {_rst.inline_literal(src)} is missing from the report.\n"
-    return _rst.directive(
-        "image", rewrite(src), [("alt", _rst.escape(alt) or "plot"), ("width", "100%")]
-    )
+def _images(text: str) -> list[str]:
+    """The image sources of ``text`` as the parser sees them, in order."""
+    return [
+        str(t.attrGet("src"))
+        for t in _walk(_parser().parse(text))
+        if t.type == "image" and t.attrGet("src")
+    ]
 
 
 def markdown_to_rst(
     text: str, base_dir: Path | None = None, rewrite_image: Callable[[str], str] | None = None
 ) -> str:
-    """Convert a Markdown report section to reST.
+    """A reST block that renders the Markdown ``text`` (a ``conserve-markdown`` directive).
 
     ``base_dir`` is the directory the section's relative image paths refer to;
-    ``rewrite_image`` maps such a path to the one the reST page should use
-    (default: unchanged).
+    ``rewrite_image`` maps such a path to the one the page should use
+    (default: unchanged).  Images that do not exist under ``base_dir`` are
+    rendered as a note saying the plot is missing.
+
+    Identity: the directive's content is ``text`` itself (tabs expanded), so
+    what is rendered is what the report wrote, parsed once, by MyST.
     """
     rewrite = rewrite_image or (lambda s: s)
-    lines = text.splitlines()
-    blocks: list[str] = []
-    para: list[str] = []
+    images = {}
+    for src in _images(text):
+        exists = base_dir is not None and (Path(base_dir) / src).is_file()
+        images[src] = rewrite(src) if exists else ""
+    options = [("images", json.dumps(images, sort_keys=True))] if images else []
+    body = text.expandtabs(4).rstrip("\n")
+    if not body.strip():
+        return ""
+    return _rst.directive(DIRECTIVE, options=options, body=body)
 
-    def flush() -> None:
-        if para:
-            blocks.append(inline(" ".join(s.strip() for s in para)) + "\n")
-            para.clear()
 
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        fence = _FENCE.match(line)
-        if fence:
-            flush()
-            j = i + 1
-            while j < len(lines) and not lines[j].strip().startswith(fence.group(1)):
-                j += 1
-            body = "\n".join(lines[i + 1 : j]) or " "
-            blocks.append(_rst.directive("code-block", fence.group(2) or "text", body=body))
-            i = j + 1
-            continue
-        if not stripped:
-            flush()
-            i += 1
-            continue
-        heading = _HEADING.match(stripped)
-        if heading:
-            flush()
-            blocks.append(f".. rubric:: {inline(heading.group(2))}\n")
-            i += 1
-            continue
-        if _RULE.match(stripped) and not para:
-            i += 1
-            continue
-        if stripped.startswith("|") and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]):
-            flush()
-            j = i + 2
-            while j < len(lines) and lines[j].strip().startswith("|"):
-                j += 1
-            blocks.append(_table([s.strip() for s in lines[i:j]]))
-            i = j
-            continue
-        image = _IMAGE.match(stripped)
-        if image:
-            flush()
-            blocks.append(_image(image.group("alt"), image.group("src"), base_dir, rewrite))
-            i += 1
-            continue
-        bullet, numbered = _BULLET.match(line), _NUMBERED.match(line)
-        if bullet or numbered:
-            flush()
-            pattern = _BULLET if bullet else _NUMBERED
-            items: list[str] = []
-            while i < len(lines) and lines[i].strip():
-                m = pattern.match(lines[i])
-                if m:
-                    items.append(m.group(1).strip())
-                elif items:
-                    items[-1] += " " + lines[i].strip()
-                i += 1
-            marker = "* " if bullet else "#. "
-            blocks.append("\n".join(marker + inline(item) for item in items) + "\n")
-            continue
-        if stripped.startswith(">"):
-            para.append(stripped.lstrip("> "))
-            i += 1
-            continue
-        para.append(line)
-        i += 1
-    flush()
-    return "\n".join(blocks)
+def _sanitize(tokens: list[Token], images: dict[str, str]) -> list[Token]:
+    """Fences as literal code, headings as bold rubric paragraphs, images mapped or noted."""
+    out: list[Token] = []
+    for tok in tokens:
+        if tok.type == "fence":
+            info = tok.info.strip().split(maxsplit=1)
+            lang = info[0] if info else ""
+            tok.info = lang if lang.replace("-", "").replace("+", "").isalnum() else ""
+        elif tok.type in ("heading_open", "heading_close"):
+            tok.type = tok.type.replace("heading", "paragraph")
+            tok.tag = "p"
+            tok.attrs = {"class": "rubric"}
+        elif (
+            tok.type == "inline"
+            and out
+            and out[-1].type == "paragraph_open"
+            and out[-1].attrs.get("class") == "rubric"
+        ):
+            tok.children = [
+                Token("strong_open", "strong", 1),
+                *(tok.children or []),
+                Token("strong_close", "strong", -1),
+            ]
+        if tok.children:
+            tok.children = _sanitize_inline(tok.children, images)
+        out.append(tok)
+    return out
+
+
+def _sanitize_inline(children: list[Token], images: dict[str, str]) -> list[Token]:
+    out: list[Token] = []
+    for tok in children:
+        if tok.type == "image":
+            src = str(tok.attrGet("src") or "")
+            target = images.get(src, "")
+            if not target:
+                note = Token("text", "", 0)
+                note.content = f"[Plot {src} is missing from the report.]"
+                out.append(note)
+                continue
+            tok.attrSet("src", target)
+        out.append(tok)
+    return out
+
+
+def parse_markdown(
+    text: str, document: nodes.document, images: dict[str, str] | None = None
+) -> list[nodes.Node]:
+    """Render the Markdown ``text`` into docutils nodes for ``document`` (see module docs).
+
+    Uses myst-parser's Sphinx renderer inside a Sphinx build and its docutils
+    renderer otherwise.
+    """
+    renderer: type[Any] = DocutilsRenderer
+    if getattr(document.settings, "env", None) is not None:
+        from myst_parser.mdit_to_docutils.sphinx_ import SphinxRenderer
+
+        renderer = SphinxRenderer
+    md = _parser(renderer)
+    container = nodes.container(classes=["conserve-markdown"])
+    env: dict[str, Any] = {}
+    tokens = _sanitize(md.parse(text, env), images or {})
+    options = {**md.options, "document": document, "current_node": container}
+    md.renderer.render(tokens, options, env)  # type: ignore[arg-type]
+    return list(container.children)
+
+
+class MarkdownSection(Directive):
+    """``.. conserve-markdown::`` -- its content is Markdown, rendered by MyST.
+
+    Option ``:images:`` -- a JSON object mapping each image source of the
+    content to the path the page uses (``""``: the plot is missing).
+    """
+
+    has_content = True
+    option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {"images": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        try:
+            images = json.loads(self.options.get("images", "{}"))
+        except json.JSONDecodeError as exc:
+            raise self.error(f"{DIRECTIVE}: :images: is not JSON ({exc})") from exc
+        if not isinstance(images, dict):
+            raise self.error(f"{DIRECTIVE}: :images: must be a JSON object")
+        text = "\n".join(self.content)
+        return parse_markdown(
+            text, self.state.document, {str(k): str(v) for k, v in images.items()}
+        )
+
+
+def register() -> None:
+    """Make ``conserve-markdown`` known to plain docutils.
+
+    (The Sphinx extension registers it with ``add_directive(..., override=True)``.)
+    """
+    directives.register_directive(DIRECTIVE, MarkdownSection)
+
+
+register()
