@@ -27,11 +27,42 @@ Modules and subpackages with their own public API (each lists it in ``__all__``)
 * :mod:`.docsgen` -- Sphinx pages generated from the theorem registry.
 """
 
-from ._math import conserve, energy, safe_norm
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConservationViolation, ConserveError, InvalidArgument, InvalidArgumentType
-from .operators import Conserved, ConserveEnergy, Pipeline, conserve_boundaries
+
+if TYPE_CHECKING:
+    from ._math import conserve, energy, safe_norm
+    from .operators import Conserved, ConserveEnergy, Pipeline, conserve_boundaries
 
 __version__ = "0.1.0"
+
+# The operator API needs torch; it is imported on first use, so that torch-free
+# subpackages (the proof engine, ``conserve_verified.proof``) do not pull it in.
+_LAZY = {
+    "conserve": "._math",
+    "energy": "._math",
+    "safe_norm": "._math",
+    "Conserved": ".operators",
+    "ConserveEnergy": ".operators",
+    "Pipeline": ".operators",
+    "conserve_boundaries": ".operators",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conserve_verified' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "ConservationViolation",

@@ -2,10 +2,16 @@ r"""Theorems of the conservation operator :math:`C_E(v) = \sqrt{E}\, v / \lVert 
 
 Notation (DESIGN.md): ``r = sqrt(E) > 0``; clean signal ``s`` on the shell
 ``||s|| = r``; noise ``n``; ``x = s + n``; ``rho = ||x||``; ``c = cos(x, s)``.
-Statements are proved in the dimension-free scalar invariants ``(r, rho, c)``
-with ``|c| <= 1`` (Cauchy-Schwarz), and the reduction to the invariants -- the
-expressions of the vector quantities in ``(r, rho, c)`` and the Cauchy-Schwarz
-bound (Lagrange's identity) -- is checked on explicit vectors in dimension 3.
+
+Scope: every theorem here is **general** -- it holds in ``R^n`` for every
+dimension ``n``.  The vector statements are proved in the Gram algebra of a
+real inner-product space (:mod:`conserve_verified.proof.gram`: only
+bilinearity and symmetry of the inner product are used, so no dimension is
+fixed); the inequalities are proved by Z3 and cvc5 in the scalar invariants
+``(r, rho, c)``, and the reduction of the vector quantities to those
+invariants, and ``|c| <= 1`` (Cauchy-Schwarz), are themselves Gram-algebra
+proofs for every ``n``.  Explicit vectors in dimensions 2 and 3 are checked as
+extra evidence (labelled "instance") beside the general proofs.
 """
 
 from __future__ import annotations
@@ -15,12 +21,18 @@ import z3
 
 from conserve_verified.proof import (
     Claim,
+    InnerProductSpace,
     Mutant,
     Refutes,
     Status,
     Theorem,
+    Vec,
     all_of,
+    cauchy_schwarz,
+    general,
+    gram_identity,
     induction,
+    recurrence_induction,
     register,
     sympy_identity,
     z3_implies,
@@ -91,6 +103,46 @@ def _noise_and_error_dim3() -> Claim:
     )
 
 
+# ----------------------------------------------------------------------------- every dimension
+
+ONE = InnerProductSpace("v")  # one nonzero vector v of any dimension
+(V_,) = ONE.vectors()
+SN = InnerProductSpace("s", "n")  # clean signal s != 0 and noise n != 0, any dimension
+S_, N_ = SN.vectors()
+X_ = S_ + N_
+R_, RHO_ = SN.norm(S_), SN.norm(X_)
+COS_ = SN.inner(X_, S_) / (RHO_ * R_)
+
+
+def _C(space: InnerProductSpace, u: Vec, energy: sp.Expr) -> Vec:
+    """C_E(u) = sqrt(E) u / ||u|| in the Gram algebra."""
+    return sp.sqrt(energy) / space.norm(u) * u
+
+
+def _general_reduction() -> Claim:
+    """||n||^2 and ||C_E(x) - s||^2 (E = ||s||^2) in the invariants (r, rho, c), every dimension."""
+    return all_of(
+        gram_identity(
+            SN,
+            SN.energy(N_),
+            RHO_**2 + R_**2 - 2 * RHO_ * R_ * COS_,
+            latex=r"\lVert n\rVert^2 = \rho^2 + r^2 - 2\rho r c",
+        ),
+        gram_identity(
+            SN,
+            SN.energy(_C(SN, X_, R_**2) - S_),
+            2 * R_**2 * (1 - COS_),
+            latex=r"\lVert C_E(x) - s\rVert^2 = 2r^2(1 - c)\quad (r = \lVert s\rVert)",
+        ),
+        labels=("noise energy in (r, rho, c)", "error in (r, rho, c)"),
+    )
+
+
+def _general_cauchy_schwarz() -> Claim:
+    """|c| <= 1 for c = cos(x, s), every dimension (x = s + n)."""
+    return cauchy_schwarz(InnerProductSpace("x", "s"), "x", "s")
+
+
 # ----------------------------------------------------------------------------- invariants (Z3)
 
 r, rho, c = z3.Reals("r rho c")
@@ -107,17 +159,29 @@ T1 = register(
     Theorem(
         id="T1",
         name="exact conservation",
-        statement="Every nonzero vector is mapped to energy exactly E: ||C_E(v)||^2 = E.",
-        assumptions=("E > 0", "v != 0"),
+        statement=(
+            "Every nonzero vector v of every dimension n is mapped to energy exactly E: "
+            "||C_E(v)||^2 = E."
+        ),
+        assumptions=("E > 0", "v != 0", "v in R^n, any n >= 1"),
+        scope=general("every dimension n >= 1, every E > 0"),
         claim=all_of(
+            gram_identity(
+                ONE,
+                ONE.energy(_C(ONE, V_, E)),
+                E,
+                latex=r"\lVert C_E(v)\rVert^2 = E \quad (v \in \mathbb{R}^n,\ \forall n)",
+            ),
             *(sympy_identity(_energy(_conserve(w)), E) for w in (v[:2, :], v)),
-            labels=("dimension 2", "dimension 3"),
+            labels=("every dimension n", "instance: dimension 2", "instance: dimension 3"),
         ),
         mutants=(
             Mutant(
                 id="E-not-sqrtE",
                 description="scaling by E instead of sqrt(E) gives energy E^2, not E",
-                claim=sympy_identity(_energy(E * v / _norm(v)), E),
+                claim=gram_identity(
+                    ONE, ONE.energy(E / ONE.norm(V_) * V_), E, latex=r"\lVert E v/\lVert v\rVert\rVert^2 = E"
+                ),
             ),
         ),
         property_test=f"{TWINS}::test_conserve_energy_exact",
@@ -131,17 +195,32 @@ T2 = register(
     Theorem(
         id="T2",
         name="idempotence",
-        statement="Conserving twice is conserving once: C_E(C_E(v)) = C_E(v).",
-        assumptions=("E > 0", "v != 0"),
+        statement=(
+            "Conserving twice is conserving once, for every nonzero v of every dimension: "
+            "C_E(C_E(v)) = C_E(v)."
+        ),
+        assumptions=("E > 0", "v != 0", "v in R^n, any n >= 1"),
+        scope=general("every dimension n >= 1, every E > 0"),
         claim=all_of(
+            gram_identity(
+                ONE,
+                _C(ONE, _C(ONE, V_, E), E),
+                _C(ONE, V_, E),
+                latex=r"C_E(C_E(v)) = C_E(v) \quad (v \in \mathbb{R}^n,\ \forall n)",
+            ),
             *(sympy_identity(_conserve(_conserve(w)), _conserve(w)) for w in (v[:2, :], v)),
-            labels=("dimension 2", "dimension 3"),
+            labels=("every dimension n", "instance: dimension 2", "instance: dimension 3"),
         ),
         mutants=(
             Mutant(
                 id="other-energy",
                 description="re-conserving at a different energy F is not idempotent",
-                claim=sympy_identity(_conserve(_conserve(v, F)), _conserve(v, F)),
+                claim=gram_identity(
+                    ONE,
+                    _C(ONE, _C(ONE, V_, F), E),
+                    _C(ONE, V_, F),
+                    latex=r"C_E(C_F(v)) = C_F(v)",
+                ),
             ),
         ),
         property_test=f"{TWINS}::test_conserve_idempotent",
@@ -156,25 +235,42 @@ T3 = register(
         id="T3",
         name="gauge (scale) invariance",
         statement=(
-            "C_E is 0-homogeneous: C_E(a v) = C_E(v) for every a > 0, "
+            "C_E is 0-homogeneous in every dimension: C_E(a v) = C_E(v) for every a > 0, "
             "and a sign flip gives C_E(-a v) = -C_E(v)."
         ),
-        assumptions=("E > 0", "v != 0", "a > 0"),
+        assumptions=("E > 0", "v != 0", "a > 0", "v in R^n, any n >= 1"),
+        scope=general("every dimension n >= 1, every a > 0"),
         claim=all_of(
+            gram_identity(
+                ONE, _C(ONE, alpha * V_, E), _C(ONE, V_, E), latex=r"C_E(\alpha v) = C_E(v)"
+            ),
+            gram_identity(
+                ONE, _C(ONE, -alpha * V_, E), -_C(ONE, V_, E), latex=r"C_E(-\alpha v) = -C_E(v)"
+            ),
             sympy_identity(_conserve(alpha * v), _conserve(v)),
-            sympy_identity(_conserve(-alpha * v), -_conserve(v)),
-            labels=("positive factor, dimension 3", "negative factor, dimension 3"),
+            labels=(
+                "positive factor, every dimension n",
+                "negative factor, every dimension n",
+                "instance: positive factor, dimension 3",
+            ),
         ),
         mutants=(
             Mutant(
                 id="one-homogeneous",
                 description="C_E is not 1-homogeneous: C_E(a v) != a C_E(v)",
-                claim=sympy_identity(_conserve(alpha * v), alpha * _conserve(v)),
+                claim=gram_identity(
+                    ONE,
+                    _C(ONE, alpha * V_, E),
+                    alpha * _C(ONE, V_, E),
+                    latex=r"C_E(\alpha v) = \alpha C_E(v)",
+                ),
             ),
             Mutant(
                 id="even",
                 description="C_E is odd, not even: C_E(-v) != C_E(v)",
-                claim=sympy_identity(_conserve(-v), _conserve(v)),
+                claim=gram_identity(
+                    ONE, _C(ONE, -V_, E), _C(ONE, V_, E), latex=r"C_E(-v) = C_E(v)"
+                ),
             ),
         ),
         property_test=f"{TWINS}::test_conserve_scale_invariant",
@@ -189,11 +285,25 @@ T4 = register(
         id="T4",
         name="error identity",
         statement=(
-            "For a clean signal s on the shell ||s|| = r and x = s + n: "
+            "For a clean signal s on the shell ||s|| = r and x = s + n, in every dimension: "
             "||n||^2 - ||C_E(x) - s||^2 = (rho - r)(rho + r - 2 r c)."
         ),
-        assumptions=("||s|| = r = sqrt(E) > 0", "x = s + n != 0", "rho = ||x||", "c = cos(x, s)"),
+        assumptions=(
+            "||s|| = r = sqrt(E) > 0",
+            "x = s + n != 0",
+            "rho = ||x||",
+            "c = cos(x, s)",
+            "s, n in R^n, any n >= 1",
+        ),
+        scope=general("every dimension n >= 1"),
         claim=all_of(
+            gram_identity(
+                SN,
+                SN.energy(N_) - SN.energy(_C(SN, X_, R_**2) - S_),
+                (RHO_ - R_) * (RHO_ + R_ - 2 * R_ * COS_),
+                latex=r"\lVert n\rVert^2 - \lVert C_E(x) - s\rVert^2 = "
+                r"(\rho - r)(\rho + r - 2rc)\quad(\forall n)",
+            ),
             sympy_identity(
                 (rho_s**2 + r_s**2 - 2 * rho_s * r_s * c_sym) - 2 * r_s**2 * (1 - c_sym),
                 (rho_s - r_s) * (rho_s + r_s - 2 * r_s * c_sym),
@@ -204,7 +314,12 @@ T4 = register(
                 _energy(x - s) - _energy(_conserve(x, _energy(s)) - s),
                 (_norm(x) - _norm(s)) * (_norm(x) + _norm(s) - 2 * _norm(s) * _cos(x, s)),
             ),
-            labels=("invariants", "reduction to invariants, dimension 3", "dimension 3"),
+            labels=(
+                "every dimension n (Gram algebra)",
+                "in the invariants",
+                "instance: reduction to invariants, dimension 3",
+                "instance: dimension 3",
+            ),
         ),
         mutants=(
             Mutant(
@@ -269,6 +384,10 @@ T5a = register(
         ),
         expect=Status.REFUTED,
         refutes=Refutes("B", PAPER_B),
+        scope=general(
+            "the counterexample's invariants (r, rho, c) are realised by vectors s, n in every "
+            "dimension n >= 2, so claim B fails in each of them"
+        ),
         property_test=f"{BOUNDS}::test_conserve_noise_can_grow",
         theory=THEORY,
     )
@@ -292,6 +411,10 @@ T5b = register(
         ),
         expect=Status.REFUTED,
         refutes=Refutes("B", PAPER_B),
+        scope=general(
+            "explicit vectors in dimension 2; padded with zeros they refute the weak claim in "
+            "every dimension n >= 2"
+        ),
         property_test=f"{BOUNDS}::test_conserve_noise_can_grow",
         theory=THEORY,
     )
@@ -304,11 +427,18 @@ T5 = register(
         id="T5",
         name="noise reduction, corrected",
         statement=(
-            "Conservation strictly reduces the noise energy iff rho != r and "
+            "In every dimension, conservation strictly reduces the noise energy iff rho != r and "
             "(rho > r or c > (rho + r) / (2 r)); norm-preserving noise (rho = r) leaves "
             "it unchanged."
         ),
-        assumptions=("||s|| = r > 0", "x = s + n != 0", "rho = ||x||", "c = cos(x, s)"),
+        assumptions=(
+            "||s|| = r > 0",
+            "x = s + n != 0",
+            "rho = ||x||",
+            "c = cos(x, s)",
+            "s, n in R^n, any n >= 1",
+        ),
+        scope=general("every dimension n >= 1"),
         claim=all_of(
             z3_implies(
                 INVARIANTS,
@@ -321,13 +451,13 @@ T5 = register(
                 error == noise,
                 latex=r"\rho = r \implies \lVert C_E(x) - s\rVert^2 = \lVert n\rVert^2",
             ),
-            _noise_and_error_dim3(),
-            _cauchy_schwarz_dim3(),
+            _general_reduction(),
+            _general_cauchy_schwarz(),
             labels=(
-                "strict reduction condition",
-                "equality for norm-preserving noise",
-                "reduction to invariants, dimension 3",
-                "|c| <= 1, dimension 3",
+                "strict reduction condition (invariants)",
+                "equality for norm-preserving noise (invariants)",
+                "reduction to invariants, every dimension",
+                "|c| <= 1 (Cauchy-Schwarz), every dimension",
             ),
         ),
         mutants=(
@@ -349,6 +479,21 @@ T5 = register(
 
 # ----------------------------------------------------------------------------- T6
 
+UX = InnerProductSpace("u", "x")  # u and x = u + n, both nonzero, any dimension
+_UX_COS = UX.inner(UX.vec("u"), UX.vec("x")) / (UX.norm(UX.vec("u")) * UX.norm(UX.vec("x")))
+_Er = sp.Symbol("E", positive=True)
+
+
+def _general_shell_distance() -> Claim:
+    """||C_E(x) - C_E(u)||^2 = 2E(1 - cos(u, x)) for nonzero u, x of every dimension."""
+    return gram_identity(
+        UX,
+        UX.energy(_C(UX, UX.vec("x"), _Er) - _C(UX, UX.vec("u"), _Er)),
+        2 * _Er * (1 - _UX_COS),
+        latex=r"\lVert C_E(x) - C_E(u)\rVert^2 = 2E(1 - \cos\angle(u, x))\quad(\forall n)",
+    )
+
+
 a, b = z3.Reals("a b")
 T6_INVARIANTS = [a > 0, b > 0, r > 0, c >= -1, c <= 1]
 t6_lhs = 2 * r**2 * (1 - c)  # ||C_r(u + n) - C_r(u)||^2, c = cos(u, u + n)
@@ -358,8 +503,12 @@ T6 = register(
     Theorem(
         id="T6",
         name="Lipschitz-type bound",
-        statement=("||C_E(u + n) - C_E(u)||^2 <= E ||n||^2 / (||u|| ||u + n||) for u, u + n != 0."),
-        assumptions=("E = r^2 > 0", "u != 0", "u + n != 0"),
+        statement=(
+            "In every dimension, ||C_E(u + n) - C_E(u)||^2 <= E ||n||^2 / (||u|| ||u + n||) "
+            "for u, u + n != 0."
+        ),
+        assumptions=("E = r^2 > 0", "u != 0", "u + n != 0", "u, n in R^n, any n >= 1"),
+        scope=general("every dimension n >= 1"),
         claim=all_of(
             z3_implies(
                 T6_INVARIANTS,
@@ -367,18 +516,21 @@ T6 = register(
                 latex=r"2r^2(1 - c) \le \frac{r^2 (a^2 + b^2 - 2abc)}{ab}\quad"
                 r"(a = \lVert u\rVert,\ b = \lVert u + n\rVert,\ c = \cos\angle(u, u + n))",
             ),
-            _shell_error_dim3(),
-            sympy_identity(
-                _energy(x - s),
-                _energy(s) + _energy(x) - 2 * _norm(s) * _norm(x) * _cos(x, s),
-                latex=r"\lVert n\rVert^2 = a^2 + b^2 - 2abc\quad(u = s,\ u + n = x)",
+            _general_shell_distance(),
+            gram_identity(
+                UX,
+                UX.energy(UX.vec("x") - UX.vec("u")),
+                UX.energy(UX.vec("u"))
+                + UX.energy(UX.vec("x"))
+                - 2 * UX.norm(UX.vec("u")) * UX.norm(UX.vec("x")) * _UX_COS,
+                latex=r"\lVert n\rVert^2 = a^2 + b^2 - 2abc\quad(x = u + n,\ \forall n)",
             ),
-            _cauchy_schwarz_dim3(),
+            cauchy_schwarz(UX, "u", "x"),
             labels=(
                 "invariants",
-                "shell distance, dimension 3",
-                "noise in invariants, dimension 3",
-                "|c| <= 1, dimension 3",
+                "shell distance, every dimension",
+                "noise in invariants, every dimension",
+                "|c| <= 1 (Cauchy-Schwarz), every dimension",
             ),
         ),
         mutants=(
@@ -400,19 +552,16 @@ T6 = register(
 
 # ----------------------------------------------------------------------------- T7
 
-# Conserved pipeline: P(k) = "perturbed state h_k and clean state s_k both have energy E",
-# hence ||h_k - s_k||^2 = 2E(1 - c_k) <= 4E.  The step holds for an arbitrary layer f_k and
-# noise n_k: h_{k+1} = C_E(f_k(h_k) + n_k), s_{k+1} = C_E(f_k(s_k)), with pre-activations of
-# norms p, q > 0 and cosine c.
-eh, es, p, q = z3.Reals("e_h e_s p q")
-SHELL = [r > 0, p > 0, q > 0, c >= -1, c <= 1]
-next_h = (r / p) ** 2 * p**2  # ||C_E(a)||^2 with ||a|| = p
-next_s = (r / q) ** 2 * q**2
-next_err = next_h + next_s - 2 * (r / p) * (r / q) * (p * q * c)  # ||C_E(a) - C_E(b)||^2
-ON_SHELL = z3.And(next_h == r * r, next_s == r * r, next_err <= 4 * r * r)
+# Conserved pipeline: after every boundary both the perturbed state h_k = C_E(a_k) and the clean
+# state s_k = C_E(b_k) lie on the shell of energy E, whatever the layer f_k and noise n_k that
+# produced a_k = f_k(h_{k-1}) + n_k and b_k = f_k(s_{k-1}); so
+# ||h_k - s_k||^2 = 2E(1 - cos(a_k, b_k)) <= 4E at every depth k >= 1, by a bound that holds at
+# each boundary on its own (no induction over depth is needed, and none is claimed).
+SHELL = [r > 0, c >= -1, c <= 1]
 
 # Unconserved pipeline with layer gain g and independent additive noise of variance sigma^2:
-# V_{k+1} = g^2 V_k + sigma^2, V_0 = 0, hence V_k = sigma^2 sum_{j<k} g^(2j).
+# V_{k+1} = g^2 V_k + sigma^2, V_0 = 0.  Each statement below is an induction over the depth k
+# built by the engine from one predicate P(k).
 g, sig2, var, bound = z3.Reals("g sigma2 V B")
 k = z3.Int("k")
 kr = z3.ToReal(k)
@@ -421,66 +570,76 @@ sig2_s = sp.Symbol("sigma2", positive=True)
 k_s = sp.Symbol("k", integer=True, nonnegative=True)
 GEOM = sig2_s * (1 - g_s ** (2 * k_s)) / (1 - g_s**2)  # sigma^2 sum_{j<k} g^(2j), g != 1
 
+
+def _recurrence(_k: object, state: tuple[z3.ArithRef, ...] | list[z3.ArithRef]) -> list:
+    """One unconserved layer: V -> g^2 V + sigma^2."""
+    return [g * g * state[0] + sig2]
+
+
 T7 = register(
     Theorem(
         id="T7",
         name="bounded accumulation",
         statement=(
             "With C_E at every boundary the noise energy ||h_k - s_k||^2 is at most 4E at every "
-            "depth k. Without it, additive noise of variance sigma^2 through layers of gain g "
-            "accumulates as V_k = sigma^2 sum_{j<k} g^(2j): bounded by sigma^2/(1 - g^2) at "
-            "every depth if g < 1, and at least k sigma^2 (unbounded) if g >= 1."
+            "depth k, in every dimension and whatever the layers and noise (each boundary puts "
+            "both states on the shell). Without it, additive noise of variance sigma^2 through "
+            "layers of gain g accumulates as V_k = sigma^2 sum_{j<k} g^(2j): bounded by "
+            "sigma^2/(1 - g^2) at every depth if g < 1, and at least k sigma^2 (unbounded) if "
+            "g >= 1."
         ),
         assumptions=(
             "E = r^2 > 0",
             "every boundary input nonzero",
-            "layers arbitrary (conserved case)",
+            "layers and noise arbitrary (conserved case)",
             "unconserved case: V_{k+1} = g^2 V_k + sigma^2, V_0 = 0 (independent noise, gain g)",
         ),
+        scope=general("every depth k >= 0, every dimension n >= 1, every layer and noise"),
         claim=all_of(
-            induction(
-                base=z3_implies(SHELL, ON_SHELL),
-                step=z3_implies([*SHELL, eh == r * r, es == r * r], ON_SHELL),
+            _general_shell_distance(),
+            cauchy_schwarz(UX, "u", "x"),
+            z3_implies(
+                SHELL,
+                2 * r * r * (1 - c) <= 4 * r * r,
+                latex=r"|c| \le 1 \implies 2E(1 - c) \le 4E",
             ),
-            _shell_error_dim3(),
-            induction(
-                base=sympy_identity(GEOM.subs(k_s, 0), 0),
-                step=sympy_identity(
-                    g_s**2 * GEOM + sig2_s,
-                    GEOM.subs(k_s, k_s + 1),
-                    conditions=[sp.Ne(g_s, 1)],
-                ),
-            ),
-            induction(
-                base=z3_implies(
-                    [g >= 0, g < 1, sig2 > 0, bound * (1 - g * g) == sig2, var == 0],
-                    var <= bound,
-                ),
-                step=z3_implies(
-                    [g >= 0, g < 1, sig2 > 0, bound * (1 - g * g) == sig2, var >= 0, var <= bound],
-                    z3.And(g * g * var + sig2 >= 0, g * g * var + sig2 <= bound),
-                ),
+            recurrence_induction(
+                k_s,
+                GEOM,
+                0,
+                lambda closed, _k: g_s**2 * closed + sig2_s,
+                conditions=[sp.Ne(g_s, 1)],
             ),
             induction(
-                base=z3_implies([g >= 1, sig2 > 0, var == 0], var >= 0 * sig2),
-                step=z3_implies(
-                    [g >= 1, sig2 > 0, k >= 0, var >= kr * sig2],
-                    g * g * var + sig2 >= (kr + 1) * sig2,
-                ),
+                k=k,
+                state=[var],
+                predicate=lambda _k, st: z3.And(st[0] >= 0, st[0] <= bound),
+                init=[z3.RealVal(0)],
+                transition=_recurrence,
+                hypotheses=[g >= 0, g < 1, sig2 > 0, bound * (1 - g * g) == sig2],
+            ),
+            induction(
+                k=k,
+                state=[var],
+                predicate=lambda kk, st: st[0] >= z3.ToReal(kk) * sig2,
+                init=[z3.RealVal(0)],
+                transition=_recurrence,
+                hypotheses=[g >= 1, sig2 > 0],
             ),
             labels=(
-                "conserved: ||h_k - s_k||^2 <= 4E for all k (induction)",
-                "shell distance, dimension 3",
-                "unconserved: V_k = sigma^2 (1 - g^(2k))/(1 - g^2) (induction)",
-                "g < 1: V_k <= sigma^2/(1 - g^2) for all k (induction)",
-                "g >= 1: V_k >= k sigma^2 for all k (induction)",
+                "conserved: ||h_k - s_k||^2 = 2E(1 - cos) at each boundary, every dimension",
+                "conserved: |cos| <= 1 (Cauchy-Schwarz), every dimension",
+                "conserved: 2E(1 - cos) <= 4E",
+                "unconserved: V_k = sigma^2 (1 - g^(2k))/(1 - g^2) (induction on k)",
+                "g < 1: 0 <= V_k <= sigma^2/(1 - g^2) for all k (induction on k)",
+                "g >= 1: V_k >= k sigma^2 for all k (induction on k)",
             ),
         ),
         mutants=(
             Mutant(
                 id="bound-2E",
                 description="the conserved noise energy is not bounded by 2E (antipodal states)",
-                claim=z3_implies(SHELL, next_err <= 2 * r * r),
+                claim=z3_implies(SHELL, 2 * r * r * (1 - c) <= 2 * r * r),
             ),
             Mutant(
                 id="unit-gain-bounded",

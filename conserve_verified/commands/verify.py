@@ -1,11 +1,15 @@
 """``conserve-verified verify``: check every registered theorem and mutant; write a certificate.
 
 Loads every theory file of ``proofs/`` (or ``--proofs-dir``), checks each
-theorem and each mutant with a per-claim timeout, prints a table (theorem,
-expected, verdict, time, mutants refuted) and optionally writes the JSON
-certificate (:mod:`conserve_verified.proof.certificate`).  Exit status: 0 when
-every theorem came out as expected and every mutant was ``REFUTED``; 1
-otherwise (or when a theory file failed to load); 2 for a usage error.
+theorem and each mutant, prints a table (theorem, scope, expected, verdict,
+solvers, time, mutants refuted) and the list of instance-scoped theorems, and
+optionally writes the JSON certificate
+(:mod:`conserve_verified.proof.certificate`) with every SMT query saved as
+SMT-LIB2 in ``smt/`` beside it.  ``-k`` matches theorem ids first (``-k T1``
+selects T1 only), then names and theories.  Exit status: 0 when every theorem
+came out as expected and every mutant was ``REFUTED``; 1 otherwise (or when a
+theory file failed to load); 2 for a usage error or a ``-k`` that selects
+nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from ..proof import (
     Status,
     Theorem,
     TheoremResult,
+    Verdict,
     check_all,
     load_theory_file,
+    select,
     write_certificate,
 )
+from ..proof import smt
+from ..proof.certificate import smt_summary
 from ..proof.check import default_timeout
 from ..proof.claims import _check_timeout
 from ..proof.registry import theory_files
@@ -45,7 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds per claim (default: $CONSERVE_PROOF_TIMEOUT or 20)",
     )
     parser.add_argument(
-        "-k", dest="pattern", default=None, help="only theorems whose id/name/theory matches"
+        "-k",
+        dest="pattern",
+        default=None,
+        help="only theorems whose id matches (exactly or as a glob, e.g. T5*); "
+        "if no id matches, those whose name or theory contains it",
     )
     parser.add_argument(
         "--proofs-dir",
@@ -60,18 +72,51 @@ def _mark(ok: bool) -> str:
     return "ok" if ok else "FAIL"
 
 
+def _solvers(v: Verdict) -> str:
+    """Solvers behind an SMT verdict, over its parts: ``z3+cvc5``, ``z3 only``, or ``-``."""
+    names: list[tuple[str, ...]] = []
+
+    def walk(x: Verdict) -> None:
+        if x.solvers:
+            names.append(x.solvers)
+        for p in x.parts:
+            walk(p)
+
+    walk(v)
+    if not names:
+        return "-"
+    if all(len(n) == 2 for n in names):
+        return "z3+cvc5"
+    return "z3+cvc5 (" + ", ".join(sorted({n[0] + " only" for n in names if len(n) == 1})) + ")"
+
+
 def format_table(results: list[TheoremResult]) -> str:
-    """The result table as fixed-width text."""
-    rows = [("theorem", "name", "expected", "verdict", "time_s", "mutants refuted", "result")]
+    """The result table as fixed-width text (names in full)."""
+    rows = [
+        (
+            "theorem",
+            "name",
+            "scope",
+            "expected",
+            "verdict",
+            "solvers",
+            "time_s",
+            "mutants refuted",
+            "result",
+        )
+    ]
     for r in results:
         refuted = sum(v.status is Status.REFUTED for _, v in r.mutants)
         mutant_time = sum(v.time_s for _, v in r.mutants)
+        scope = r.theorem.scope.kind if r.theorem.scope is not None else "?"
         rows.append(
             (
                 r.theorem.id,
-                r.theorem.name[:40],
+                r.theorem.name,
+                scope,
                 r.theorem.expect.value,
                 r.verdict.status.value,
+                _solvers(r.verdict),
                 f"{r.verdict.time_s + mutant_time:.2f}",
                 f"{refuted}/{len(r.mutants)}",
                 _mark(r.ok),
@@ -105,14 +150,40 @@ def run(args: argparse.Namespace) -> int:
             theorems.extend(load_theory_file(path))
         except Exception as exc:  # report every broken theory file, keep checking the others
             load_errors.append(f"{path}: {type(exc).__name__}: {exc}")
+    chosen = select(theorems, args.pattern)
+    if args.pattern and not chosen:
+        print(
+            f"verify: -k {args.pattern!r} matches no theorem id, name or theory "
+            f"(ids: {', '.join(t.id for t in theorems)})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.json is not None:
+        smt.set_export_dir(args.json.parent / "smt")
     start = time.perf_counter()
-    results = check_all(theorems, timeout, args.pattern)
+    try:
+        results = check_all(chosen, timeout)
+    finally:
+        smt.set_export_dir(None)
     total = time.perf_counter() - start
     print(format_table(results))
+    instances = [r.theorem for r in results if r.theorem.scope and not r.theorem.scope.is_general]
+    if instances:
+        print("\ninstance-scoped theorems (evidence for, not proofs of, a general statement):")
+        for t in instances:
+            assert t.scope is not None
+            print(f"  {t.id}: {t.scope.detail}")
     ok = all(r.ok for r in results) and not load_errors
     print(
         f"\n{len(results)} theorems, {sum(len(r.mutants) for r in results)} mutants, "
         f"{total:.1f} s, timeout {timeout:g} s per claim: {'all as expected' if ok else 'FAILED'}"
+    )
+    summary = smt_summary(results)
+    print(
+        f"SMT queries: {summary['queries']} (exported as SMT-LIB2); cvc5 asked "
+        f"{summary['cvc5_asked']}, decided by both solvers {summary['both_decided']}, "
+        f"z3 only {summary['z3_only']}, cvc5 only {summary['cvc5_only']}; "
+        f"cvc5 time {summary['cvc5_time_s']:.2f} s, z3 time {summary['z3_time_s']:.2f} s"
     )
     if args.verbose:
         for r in results:

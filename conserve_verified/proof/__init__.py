@@ -105,10 +105,15 @@ from .claims import (
     all_of,
     custom,
     induction,
+    recurrence_induction,
+    source_hash,
     sympy_identity,
     z3_implies,
 )
+from .gram import InnerProductSpace, Vec, cauchy_schwarz, gram_identity
 from .registry import PROOFS_DIR, REGISTRY, load_theories, load_theory_file, register
+from .scope import Scope, general, instance
+from .sums import canonical_dummies, sum_identity
 from .theorem import Mutant, Refutes, Theorem
 
 __all__ = [
@@ -119,26 +124,37 @@ __all__ = [
     "Claim",
     "Custom",
     "Induction",
+    "InnerProductSpace",
     "Mutant",
     "Refutes",
+    "Scope",
     "Status",
     "SympyIdentity",
     "Theorem",
     "TheoremResult",
+    "Vec",
     "Verdict",
     "Z3Implies",
     "all_of",
+    "canonical_dummies",
+    "cauchy_schwarz",
     "certificate",
     "check_all",
     "check_claim",
     "check_mutant",
     "check_theorem",
     "custom",
+    "general",
+    "gram_identity",
     "induction",
+    "instance",
     "load_theories",
     "load_theory_file",
+    "recurrence_induction",
     "register",
     "select",
+    "source_hash",
+    "sum_identity",
     "sympy_identity",
     "versions",
     "write_certificate",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 __all__ = ["Status", "Verdict"]
 
@@ -46,6 +47,11 @@ class Verdict:
         time_s: wall-clock seconds spent on the check.
         backend: which backend produced the verdict (``"sympy"``, ``"z3"``, ...).
         parts: verdicts of the sub-claims of a composite claim, in order.
+        solvers: the solvers that agree on a ``PROVED``/``REFUTED`` SMT verdict
+            (``("z3", "cvc5")``, or one of them when the other could not decide).
+        details: JSON-serialisable evidence: the witness that the hypotheses are
+            satisfiable, the unsat core, unused and necessary hypotheses, and per
+            SMT query both solvers' answers and the SMT-LIB2 hash (certificate).
     """
 
     status: Status
@@ -54,6 +60,8 @@ class Verdict:
     time_s: float = 0.0
     backend: str = ""
     parts: tuple[Verdict, ...] = field(default=())
+    solvers: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def proved(self) -> bool:
@@ -71,7 +79,8 @@ class Verdict:
 
     def describe(self) -> str:
         """Multi-line human-readable form (used in pytest failures and the CLI)."""
-        lines = [f"{self.status} [{self.backend}] in {self.time_s:.3f} s: {self.reason}"]
+        solvers = f" ({'+'.join(self.solvers)})" if self.solvers else ""
+        lines = [f"{self.status} [{self.backend}]{solvers} in {self.time_s:.3f} s: {self.reason}"]
         if self.counterexample is not None:
             lines.append("counterexample:")
             lines.extend(f"    {k} = {v}" for k, v in self.counterexample.items())

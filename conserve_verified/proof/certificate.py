@@ -2,15 +2,24 @@
 
 Shape::
 
-    {"format": "conserve_verified.certificate/1", "created": ISO-8601 UTC,
-     "versions": {"python", "z3", "sympy", "torch", "conserve_verified"},
+    {"format": "conserve_verified.certificate/2", "created": ISO-8601 UTC,
+     "versions": {"python", "z3", "cvc5", "sympy", "torch", "conserve_verified"},
      "ok": bool, "timeout_s": float | null,
-     "theorems": [{"id", "name", "theory", "statement", "assumptions", "latex",
-                   "backend", "expect", "verdict", "ok", "reason", "time_s",
-                   "counterexample", "parts", "property_test", "statement_hash",
-                   "refutes", "mutants": [{"id", "description", "latex",
-                   "verdict", "reason", "time_s", "counterexample",
-                   "statement_hash"}]}]}
+     "budgets": {"z3_rlimit", "cvc5_rlimit", "safety_timeout_s"},
+     "smt": {"queries", "both_unsat", "z3_only", "cvc5_only", "cvc5_time_s", "folder"},
+     "theorems": [{"id", "name", "theory", "scope": {"kind", "detail"}, "statement",
+                   "assumptions", "latex", "backend", "expect", "verdict", "ok", "reason",
+                   "time_s", "solvers", "counterexample", "details", "parts",
+                   "property_test", "statement_hash", "refutes",
+                   "mutants": [{"id", "description", "latex", "verdict", "reason", "time_s",
+                                "counterexample", "statement_hash", ...}]}]}
+
+``details`` of an SMT part holds the witness that its hypotheses are
+satisfiable, the unsat core, the unused hypotheses, which hypotheses are
+necessary (drop-one mutants) and, per query, both solvers' answers with the
+SHA-256 of the query's SMT-LIB2 text and its file name in the ``smt`` folder.
+
+The engine imports no torch: library versions are read from package metadata.
 """
 
 from __future__ import annotations
@@ -23,18 +32,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import importlib.metadata
+
 import sympy  # type: ignore[import-untyped]
-import torch
 import z3
 
-from .. import __version__
 from ..atomic import atomic_write_text
+from . import smt
 from ._verdict import Verdict
 from .check import TheoremResult
 
-__all__ = ["FORMAT", "certificate", "versions", "write_certificate"]
+__all__ = ["FORMAT", "certificate", "smt_summary", "versions", "write_certificate"]
 
-FORMAT = "conserve_verified.certificate/1"
+FORMAT = "conserve_verified.certificate/2"
 
 
 def versions() -> dict[str, str]:
@@ -42,9 +52,52 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "z3": z3.get_version_string(),
+        "cvc5": _dist_version("cvc5"),
         "sympy": sympy.__version__,
-        "torch": torch.__version__,
-        "conserve_verified": __version__,
+        "torch": _dist_version("torch"),
+        "conserve_verified": _dist_version("conserve_verified"),
+    }
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _queries(v: Verdict) -> list[dict[str, Any]]:
+    out = list(v.details.get("queries", []))
+    for p in v.parts:
+        out.extend(_queries(p))
+    return out
+
+
+def smt_summary(results: Sequence[TheoremResult]) -> dict[str, Any]:
+    """Counts over every SMT query of ``results``: how many, decided by both solvers or one."""
+    queries = []
+    for r in results:
+        queries.extend(_queries(r.verdict))
+        for _, v in r.mutants:
+            queries.extend(_queries(v))
+    decided = {"sat", "unsat"}
+    both = sum(q["z3"]["result"] in decided and q["cvc5"]["result"] in decided for q in queries)
+    z3_only = sum(
+        q["z3"]["result"] in decided and q["cvc5"]["result"] not in decided for q in queries
+    )
+    cvc5_only = sum(
+        q["cvc5"]["result"] in decided and q["z3"]["result"] not in decided for q in queries
+    )
+    asked = [q for q in queries if q["cvc5"]["reason"] != "not asked"]
+    return {
+        "queries": len(queries),
+        "cvc5_asked": len(asked),
+        "both_decided": both,
+        "z3_only": z3_only,
+        "cvc5_only": cvc5_only,
+        "cvc5_time_s": round(sum(q["cvc5"]["time_s"] for q in asked), 4),
+        "z3_time_s": round(sum(q["z3"]["time_s"] for q in queries), 4),
+        "folder": None if smt.export_dir() is None else str(smt.export_dir()),
     }
 
 
@@ -54,7 +107,9 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "reason": v.reason,
         "time_s": round(v.time_s, 6),
         "backend": v.backend,
+        "solvers": list(v.solvers),
         "counterexample": v.counterexample,
+        "details": v.details,
         "parts": [_verdict(p) for p in v.parts],
     }
 
@@ -65,6 +120,7 @@ def _theorem(r: TheoremResult) -> dict[str, Any]:
         "id": t.id,
         "name": t.name,
         "theory": t.theory,
+        "scope": None if t.scope is None else t.scope.as_dict(),
         "statement": t.statement,
         "assumptions": list(t.assumptions),
         "latex": t.latex,
@@ -99,6 +155,12 @@ def certificate(results: Sequence[TheoremResult], timeout_s: float | None = None
         "versions": versions(),
         "ok": all(r.ok for r in results),
         "timeout_s": timeout_s,
+        "budgets": {
+            "z3_rlimit": smt.Z3_RLIMIT,
+            "cvc5_rlimit": smt.CVC5_RLIMIT,
+            "safety_timeout_s": smt.SAFETY_TIMEOUT_S,
+        },
+        "smt": smt_summary(results),
         "theorems": [_theorem(r) for r in results],
     }
 

@@ -95,15 +95,25 @@ class TheoremResult:
 
 
 def select(theorems: Iterable[Theorem], pattern: str | None) -> list[Theorem]:
-    """Theorems whose id, name or theory matches ``pattern`` (substring or glob, any case)."""
+    """Theorems matching ``pattern`` (any case), ids first.
+
+    If ``pattern`` matches one or more theorem ids exactly or as a glob
+    (``T1``, ``T5*``, ``G?``), those theorems are selected and names are not
+    searched (so ``-k T1`` never selects ``FP16``); otherwise theorems whose id,
+    name or theory contains ``pattern`` or matches it as a glob.  An empty result
+    is returned as ``[]`` (the caller decides what that means).
+    """
     out = list(theorems)
     if not pattern:
         return out
     p = pattern.lower()
+    by_id = [t for t in out if t.id.lower() == p or fnmatch.fnmatchcase(t.id.lower(), p)]
+    if by_id:
+        return by_id
 
     def match(text: str) -> bool:
         t = text.lower()
-        return p in t or fnmatch.fnmatch(t, p)
+        return p in t or fnmatch.fnmatchcase(t, p)
 
     return [t for t in out if match(t.id) or match(t.name) or match(t.theory)]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import inspect
 import math
 import random
 import time
@@ -35,6 +36,7 @@ from ..errors import InvalidArgument, InvalidArgumentType
 from ._budget import BudgetExceeded, time_budget
 from ._verdict import Status, Verdict
 from ._z3sympy import free_constants, to_sympy, value_to_sympy
+from .smt import Query, decide
 
 __all__ = [
     "AllOf",
@@ -46,6 +48,8 @@ __all__ = [
     "all_of",
     "custom",
     "induction",
+    "recurrence_induction",
+    "source_hash",
     "sympy_identity",
     "z3_implies",
 ]
@@ -256,18 +260,35 @@ def sympy_identity(
 class Z3Implies(Claim):
     """``And(hypotheses) => conclusion`` for every assignment of the Z3 variables.
 
-    The solver searches for a model of ``And(hypotheses) and not conclusion``
-    under a timeout: ``unsat`` proves the claim, ``unknown`` (timeout,
-    incompleteness) gives ``UNKNOWN`` with Z3's reason, and ``sat`` gives a
-    model that is re-checked in exact SymPy arithmetic (every hypothesis true,
-    the conclusion false) before ``REFUTED`` is reported; a model that fails the
-    re-check (e.g. a division by zero that Z3 interprets freely) is an ``ERROR``.
+    Checked in this order (every query goes through :func:`.smt.decide`:
+    exported as SMT-LIB2, decided by Z3 and by cvc5 under deterministic
+    resource limits):
+
+    1. **Vacuity.**  ``And(hypotheses)`` must be satisfiable: a model is found
+       and re-checked exactly in SymPy (recorded as the ``witness``).
+       Unsatisfiable hypotheses give ``ERROR`` (a vacuous implication is never
+       ``PROVED``); undecided ones give ``UNKNOWN``.
+    2. **The proof query** ``And(hypotheses) and not conclusion``: ``unsat`` from
+       both solvers proves the claim (``solvers = ("z3", "cvc5")``); ``unsat``
+       from one solver while the other cannot decide proves it with that one
+       solver named; ``sat`` from one and ``unsat`` from the other is ``ERROR``;
+       a Z3 model is re-checked in exact SymPy arithmetic (every hypothesis
+       true, the conclusion false) before ``REFUTED`` is reported (a model that
+       fails its re-check is ``ERROR``).
+    3. **Necessity** (after a proof): the unsat core of the proof query, the
+       hypotheses outside it (``unused_hypotheses``), and for each hypothesis a
+       drop-one mutant -- the claim without that hypothesis -- decided by both
+       solvers: ``sat`` means the hypothesis is necessary.
     """
 
     backend = "z3"
 
     def __init__(
-        self, hypotheses: Sequence[Any], conclusion: Any, latex: str | None = None
+        self,
+        hypotheses: Sequence[Any],
+        conclusion: Any,
+        latex: str | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         hyps = tuple(hypotheses)
         for i, h in enumerate((*hyps, conclusion)):
@@ -278,6 +299,11 @@ class Z3Implies(Claim):
         self.conclusion: z3.BoolRef = conclusion
         self._latex = latex
         self.variables = free_constants((*hyps, conclusion))
+        if labels is None:
+            labels = [f"h{i}: {h}" for i, h in enumerate(hyps)]
+        if len(labels) != len(hyps):
+            raise InvalidArgument("labels", labels, "needs one label per hypothesis")
+        self.labels: tuple[str, ...] = tuple(labels)
 
     def latex(self) -> str:
         if self._latex is not None:
@@ -291,41 +317,138 @@ class Z3Implies(Claim):
             ["z3_implies", *(h.sexpr() for h in self.hypotheses), self.conclusion.sexpr()]
         )
 
+    def _values(self, model: dict[str, Any]) -> dict[str, Any]:
+        return {
+            str(v): value_to_sympy(model[str(v)]) if str(v) in model else sp.Integer(0)
+            for v in self.variables
+        }
+
     def check(self, timeout_s: float) -> Verdict:
         start = time.perf_counter()
-        solver = z3.Solver()
-        solver.set("timeout", max(1, int(timeout_s * 1000)))
-        solver.add(*self.hypotheses)
-        solver.add(z3.Not(self.conclusion))
-        result = solver.check()
-        if result == z3.unsat:
-            return Verdict(Status.PROVED, "hypotheses and not(conclusion) is unsat", backend="z3")
-        if result == z3.unknown:
-            return Verdict(Status.UNKNOWN, f"z3: {solver.reason_unknown()}", backend="z3")
-        model = solver.model()
-        values = {
-            str(v): value_to_sympy(model.eval(v, model_completion=True)) for v in self.variables
-        }
-        remaining = max(timeout_s - (time.perf_counter() - start), 0.5)
-        with time_budget(remaining):
-            problem = self.recheck(values)
-        cex = {k: str(v) for k, v in values.items()}
+        details: dict[str, Any] = {"hypotheses": list(self.labels)}
+        queries: list[dict[str, Any]] = []
+        details["queries"] = queries
+
+        # 1. vacuity: the hypotheses must have a model
+        sat_q = decide(Query("hypotheses satisfiable", self.hypotheses, self.labels))
+        queries.append(sat_q.as_dict())
+        if not sat_q.agree:
+            return Verdict(
+                Status.ERROR,
+                "solvers disagree on whether the hypotheses are satisfiable",
+                backend="z3",
+                details=details,
+            )
+        if sat_q.z3.result == "unsat" or (
+            sat_q.z3.result != "sat" and sat_q.cvc5.result == "unsat"
+        ):
+            return Verdict(
+                Status.ERROR,
+                "the hypotheses are unsatisfiable: the implication is vacuous "
+                f"({'+'.join(sat_q.unsat_by)})",
+                backend="z3",
+                details=details,
+            )
+        if sat_q.model is None:
+            return Verdict(
+                Status.UNKNOWN,
+                "could not establish that the hypotheses are satisfiable: "
+                f"{sat_q.z3.reason}; {sat_q.cvc5.reason}",
+                backend="z3",
+                details=details,
+            )
+        witness = self._values(sat_q.model)
+        problem = self._recheck_hypotheses(witness)
         if problem is not None:
             return Verdict(
-                Status.ERROR, f"z3 model failed its exact re-check: {problem}", cex, backend="z3"
+                Status.ERROR,
+                f"the witness of the hypotheses failed its exact re-check: {problem}",
+                backend="z3",
+                details=details,
             )
+        details["witness"] = {k: str(v) for k, v in witness.items()}
+
+        # 2. the proof query
+        goal_label = "not conclusion"
+        proof_q = decide(
+            Query(
+                "proof: hypotheses and not conclusion",
+                (*self.hypotheses, z3.Not(self.conclusion)),
+                (*self.labels, goal_label),
+            ),
+            want_core=True,
+        )
+        queries.append(proof_q.as_dict())
+        if not proof_q.agree:
+            return Verdict(
+                Status.ERROR,
+                "z3 and cvc5 disagree: "
+                f"z3 {proof_q.z3.result}, cvc5 {proof_q.cvc5.result}",
+                backend="z3",
+                details=details,
+            )
+        if proof_q.model is not None:
+            values = self._values(proof_q.model)
+            remaining = max(timeout_s - (time.perf_counter() - start), 0.5)
+            with time_budget(remaining):
+                problem = self.recheck(values)
+            cex = {k: str(v) for k, v in values.items()}
+            if problem is not None:
+                return Verdict(
+                    Status.ERROR,
+                    f"z3 model failed its exact re-check: {problem}",
+                    cex,
+                    backend="z3",
+                    details=details,
+                )
+            return Verdict(
+                Status.REFUTED,
+                "z3 found a model of hypotheses and not(conclusion); re-checked exactly in SymPy"
+                + (" (cvc5: sat)" if proof_q.cvc5.result == "sat" else ""),
+                cex,
+                backend="z3",
+                solvers=proof_q.sat_by,
+                details=details,
+            )
+        if not proof_q.unsat_by:
+            return Verdict(
+                Status.UNKNOWN,
+                f"{proof_q.z3.reason}; {proof_q.cvc5.reason}",
+                backend="z3",
+                details=details,
+            )
+
+        # 3. necessity: unsat core, unused hypotheses, drop-one mutants
+        core = proof_q.core or ()
+        details["unsat_core"] = [c for c in core if c != goal_label]
+        details["unused_hypotheses"] = [lab for lab in self.labels if lab not in core]
+        necessary: dict[str, str] = {}
+        for i, label in enumerate(self.labels):
+            rest = tuple(h for j, h in enumerate(self.hypotheses) if j != i)
+            drop = decide(
+                Query(f"drop hypothesis {i}", (*rest, z3.Not(self.conclusion))),
+                second_solver=False,
+            )
+            queries.append(drop.as_dict())
+            necessary[label] = {"sat": "necessary", "unsat": "not necessary"}.get(
+                drop.z3.result, "undecided"
+            )
+        details["necessary"] = necessary
+        solvers = proof_q.unsat_by
+        only = "" if len(solvers) == 2 else f"; decided by {solvers[0]} only ({proof_q.cvc5.reason or proof_q.z3.reason})"
+        unused = details["unused_hypotheses"]
+        note = f"; unused hypotheses: {', '.join(unused)}" if unused else ""
         return Verdict(
-            Status.REFUTED,
-            "z3 found a model of hypotheses and not(conclusion); re-checked exactly in SymPy",
-            cex,
+            Status.PROVED,
+            "hypotheses satisfiable (witness re-checked); hypotheses and not(conclusion) unsat"
+            + only
+            + note,
             backend="z3",
+            solvers=solvers,
+            details=details,
         )
 
-    def recheck(self, values: dict[str, Any]) -> str | None:
-        """``None`` if ``values`` satisfy every hypothesis and violate the conclusion, else why not.
-
-        ``values`` maps variable names to exact SymPy numbers (or strings SymPy parses).
-        """
+    def _recheck_hypotheses(self, values: dict[str, Any]) -> str | None:
         symbols: dict[str, Any] = {}
         subs = {}
         for name, value in values.items():
@@ -335,6 +458,21 @@ class Z3Implies(Claim):
             truth = to_sympy(h, symbols).subs(subs)
             if truth is not sp.true:
                 return f"hypothesis {i} ({h}) evaluates to {truth}"
+        return None
+
+    def recheck(self, values: dict[str, Any]) -> str | None:
+        """``None`` if ``values`` satisfy every hypothesis and violate the conclusion, else why not.
+
+        ``values`` maps variable names to exact SymPy numbers (or strings SymPy parses).
+        """
+        problem = self._recheck_hypotheses(values)
+        if problem is not None:
+            return problem
+        symbols: dict[str, Any] = {}
+        subs = {}
+        for name, value in values.items():
+            symbols.setdefault(name, sp.Symbol(name, real=True))
+            subs[symbols[name]] = sp.sympify(value)
         truth = to_sympy(self.conclusion, symbols).subs(subs)
         if truth is not sp.false:
             return f"conclusion ({self.conclusion}) evaluates to {truth}"
@@ -342,22 +480,52 @@ class Z3Implies(Claim):
 
 
 def z3_implies(
-    hypotheses: Sequence[Any], conclusion: Any, *, latex: str | None = None
+    hypotheses: Sequence[Any],
+    conclusion: Any,
+    *,
+    latex: str | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Z3Implies:
-    """Claim ``And(hypotheses) => conclusion`` (Z3); see :class:`Z3Implies`."""
-    return Z3Implies(hypotheses, conclusion, latex)
+    """Claim ``And(hypotheses) => conclusion`` (Z3 and cvc5); see :class:`Z3Implies`."""
+    return Z3Implies(hypotheses, conclusion, latex, labels)
 
 
 # --------------------------------------------------------------------------- custom
 
 
-class Custom(Claim):
-    """A claim decided by ``fn(timeout_s) -> Verdict``.
+ENGINE_PACKAGE = "conserve_verified.proof"
 
-    ``fn`` should respect its time budget (it also runs inside
-    :func:`time_budget`).  A ``REFUTED`` verdict is only reported if
-    ``recheck(counterexample)`` returns ``None`` (the counterexample is
-    confirmed); otherwise, or without a ``recheck``, the verdict is ``ERROR``.
+
+def source_hash(fn: Callable[..., Any]) -> str:
+    """``sha256`` of ``fn``'s source code (of its code object if the source is unavailable).
+
+    Identity: two functions with different source have different hashes, so a
+    claim's statement hash pins the procedure that decides it.
+    """
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        text = repr(fn) if code is None else code.co_code.hex() + repr(code.co_consts)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _defined_in_engine(fn: Callable[..., Any]) -> bool:
+    module = getattr(fn, "__module__", "") or ""
+    return module == ENGINE_PACKAGE or module.startswith(ENGINE_PACKAGE + ".")
+
+
+class Custom(Claim):
+    """A claim decided by an engine checker ``fn(timeout_s) -> Verdict``.
+
+    One trust base: ``fn`` must be defined inside the engine
+    (:mod:`conserve_verified.proof` and its modules, where every checker is
+    unit-tested); a checker defined anywhere else -- a theory file, a test --
+    gives ``ERROR``, whatever it returns.  The statement hash covers ``fn``'s
+    source code (:func:`source_hash`).  ``fn`` runs inside :func:`time_budget`.
+    A ``REFUTED`` verdict is only reported if ``recheck(counterexample)``
+    returns ``None`` (the counterexample is confirmed); otherwise, or without a
+    ``recheck``, the verdict is ``ERROR``.
     """
 
     def __init__(
@@ -385,9 +553,20 @@ class Custom(Claim):
 
     def canonical(self) -> str:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
-        return "|".join(["custom", self.backend, name, self.description, self._latex])
+        parts = ["custom", self.backend, name, source_hash(self.fn), self.description, self._latex]
+        if self._recheck is not None:
+            parts.append(source_hash(self._recheck))
+        return "|".join(parts)
 
     def check(self, timeout_s: float) -> Verdict:
+        if not _defined_in_engine(self.fn):
+            return Verdict(
+                Status.ERROR,
+                f"custom checker {getattr(self.fn, '__qualname__', self.fn)!r} is defined in "
+                f"{getattr(self.fn, '__module__', '?')!r}, outside the proof engine "
+                f"({ENGINE_PACKAGE}): its verdict is not trusted",
+                backend=self.backend,
+            )
         with time_budget(timeout_s):
             verdict = self.fn(timeout_s)
         if not isinstance(verdict, Verdict):
@@ -414,6 +593,8 @@ class Custom(Claim):
             verdict.counterexample,
             backend=verdict.backend or self.backend,
             parts=verdict.parts,
+            solvers=verdict.solvers,
+            details=verdict.details,
         )
 
 
@@ -507,23 +688,66 @@ def all_of(*claims: Claim, labels: Sequence[str] | None = None) -> AllOf:
 
 
 class Induction(AllOf):
-    """A statement ``P(k)`` for every depth ``k >= k0`` by induction.
+    """``P(k, state_k)`` for every depth ``k >= k0``, by induction built from ONE predicate ``P``.
 
-    ``base`` claims ``P(k0)``; ``step`` claims ``P(k) => P(k+1)`` for an
-    arbitrary ``k``.  ``PROVED`` iff both are.  A refuted base refutes the
-    statement; a refuted step only shows that this induction does not go
-    through, so it gives ``UNKNOWN`` (with the step's counterexample in the parts).
+    The engine derives both obligations from ``predicate`` itself (they cannot
+    be about different statements):
+
+    * base: ``hypotheses => P(k0, init)``;
+    * step: ``hypotheses and k >= k0 and P(k, state) => P(k + 1, transition(k, state))``
+      for an arbitrary ``k`` and ``state``.
+
+    Both are :class:`Z3Implies` claims, so each is checked for vacuity (the
+    step's hypotheses *together with* ``P(k)`` must be satisfiable) and
+    cross-checked by cvc5.  ``PROVED`` iff both are; a refuted base refutes the
+    statement; a refuted step only shows this induction does not go through
+    (``UNKNOWN``).  The verdict records whether the induction hypothesis
+    ``P(k)`` is in the step's unsat core (``induction_hypothesis_used``); if it
+    is not, the statement holds at each depth without induction and the reason
+    says so.
     """
 
-    def __init__(self, base: Claim, step: Claim) -> None:
-        super().__init__((base, step), ("base", "step"))
+    def __init__(
+        self,
+        k: z3.ArithRef,
+        state: Sequence[z3.ArithRef],
+        predicate: Callable[[Any, Sequence[Any]], z3.BoolRef],
+        init: Sequence[Any],
+        transition: Callable[[Any, Sequence[Any]], Sequence[Any]],
+        hypotheses: Sequence[z3.BoolRef] = (),
+        k0: int = 0,
+    ) -> None:
+        if not (z3.is_const(k) and k.sort() == z3.IntSort()):
+            raise InvalidArgumentType("k", k, "a Z3 Int variable (the depth)")
+        state = tuple(state)
+        init = tuple(init)
+        if len(init) != len(state):
+            raise InvalidArgument("init", init, f"needs one value per state variable ({len(state)})")
+        after = tuple(transition(k, state))
+        if len(after) != len(state):
+            raise InvalidArgument(
+                "transition", after, f"must return one value per state variable ({len(state)})"
+            )
+        hyps = tuple(hypotheses)
+        base_p = z3.substitute(predicate(k, init), (k, z3.IntVal(k0)))
+        ih = predicate(k, state)
+        self.k, self.state, self.k0 = k, state, k0
+        self.ih_label = f"induction hypothesis P(k): {ih}"
+        labels = [f"h{i}: {h}" for i, h in enumerate(hyps)]
+        base = Z3Implies(hyps, base_p, labels=labels)
+        step = Z3Implies(
+            (*hyps, k >= k0, ih),
+            predicate(k + 1, after),
+            labels=(*labels, f"k >= {k0}", self.ih_label),
+        )
+        super().__init__((base, step), ("base P(k0)", "step P(k) => P(k+1)"))
 
     def canonical(self) -> str:
         return "induction(" + ";".join(c.canonical() for c in self.claims) + ")"
 
     def check(self, timeout_s: float) -> Verdict:
         verdict = super().check(timeout_s)
-        base = verdict.parts[0]
+        base, step = verdict.parts
         if verdict.status is Status.REFUTED and base.status is not Status.REFUTED:
             return Verdict(
                 Status.UNKNOWN,
@@ -531,9 +755,58 @@ class Induction(AllOf):
                 backend=self.backend,
                 parts=verdict.parts,
             )
+        if verdict.status is Status.PROVED:
+            used = self.ih_label in step.details.get("unsat_core", [])
+            reason = verdict.reason + (
+                ""
+                if used
+                else "; the step does not use the induction hypothesis P(k) "
+                "(the statement holds at each depth directly)"
+            )
+            solvers = tuple(s for s in ("z3", "cvc5") if all(s in p.solvers for p in verdict.parts))
+            return Verdict(
+                Status.PROVED,
+                reason,
+                backend=self.backend,
+                parts=verdict.parts,
+                solvers=solvers,
+                details={"induction_hypothesis_used": used},
+            )
         return verdict
 
 
-def induction(*, base: Claim, step: Claim) -> Induction:
-    """Claim for every depth by induction; see :class:`Induction`."""
-    return Induction(base, step)
+def induction(
+    *,
+    k: z3.ArithRef,
+    state: Sequence[z3.ArithRef],
+    predicate: Callable[[Any, Sequence[Any]], z3.BoolRef],
+    init: Sequence[Any],
+    transition: Callable[[Any, Sequence[Any]], Sequence[Any]],
+    hypotheses: Sequence[z3.BoolRef] = (),
+    k0: int = 0,
+) -> Induction:
+    """``P(k)`` for every depth ``k >= k0`` by induction from one predicate; see :class:`Induction`."""
+    return Induction(k, state, predicate, init, transition, hypotheses, k0)
+
+
+def recurrence_induction(
+    k: Any,
+    closed_form: Any,
+    init: Any,
+    recurrence: Callable[[Any, Any], Any],
+    *,
+    k0: int = 0,
+    conditions: Sequence[Any] = (),
+    latex: str | None = None,
+) -> AllOf:
+    """``V_k = closed_form(k)`` for every ``k >= k0`` when ``V_{k0} = init``, ``V_{k+1} = recurrence(V_k, k)``.
+
+    Built from the one predicate ``P(k): V_k = closed_form(k)`` (SymPy): base
+    ``closed_form(k0) = init`` and step ``closed_form(k + 1) = recurrence(closed_form(k), k)``
+    as identities in the symbolic ``k`` (each checked symbolically and at random points).
+    """
+    base = SympyIdentity(closed_form.subs(k, k0), init, conditions, latex=latex)
+    step = SympyIdentity(
+        closed_form.subs(k, k + 1), recurrence(closed_form, k), conditions, latex=latex
+    )
+    return AllOf((base, step), ("base P(k0)", "step P(k) => P(k+1)"))

@@ -2,7 +2,8 @@
 
 ``proofs/conftest.py`` re-exports :func:`pytest_collect_file`.  Every theory
 file (``proofs/*.py`` except ``conftest.py``, ``_*`` and ``test_*``) becomes a
-:class:`TheoryFile`; each theorem becomes an item named by its id (``T4``),
+:class:`TheoryFile`; each theorem becomes an item named by its id and scope
+(``T4[general]``, ``G5[instance]``),
 which passes only if the verdict equals ``theorem.expect`` (``PROVED``, or
 ``REFUTED`` for a refutation theorem), and each mutant an item
 ``T4[mutant=<id>]``, which passes only if ``REFUTED``.  A failure prints the
@@ -77,7 +78,9 @@ class ClaimItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         label = (
-            self.theorem.id if self.mutant is None else f"{self.theorem.id} mutant {self.mutant.id}"
+            f"{self.theorem.id} ({self.theorem.scope.label() if self.theorem.scope else ''})"
+            if self.mutant is None
+            else f"{self.theorem.id} mutant {self.mutant.id}"
         )
         return self.path, None, label
 
@@ -87,7 +90,8 @@ class TheoryFile(pytest.File):
 
     def collect(self) -> Iterator[ClaimItem]:
         for theorem in load_theory_file(self.path):
-            yield ClaimItem.from_parent(self, name=theorem.id, theorem=theorem)
+            kind = theorem.scope.kind if theorem.scope is not None else "unscoped"
+            yield ClaimItem.from_parent(self, name=f"{theorem.id}[{kind}]", theorem=theorem)
             for m in theorem.mutants:
                 yield ClaimItem.from_parent(
                     self, name=f"{theorem.id}[mutant={m.id}]", theorem=theorem, mutant=m

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..errors import InvalidArgument, InvalidArgumentType
 from ._verdict import Status
 from .claims import Claim
+from .scope import Scope, check_statement_scope
 
 __all__ = ["Mutant", "Refutes", "Theorem"]
 
@@ -83,6 +84,8 @@ class Theorem:
             theorem (a false statement, e.g. from a paper, that the engine must refute
             with a counterexample it finds).
         refutes: for a refutation theorem, the literature claim it refutes.
+        scope: what the proof covers (:func:`.scope.general` or :func:`.scope.instance`);
+            required.  A statement that says "every"/"all" needs a general scope.
     """
 
     id: str
@@ -95,6 +98,7 @@ class Theorem:
     mutants: tuple[Mutant, ...] = ()
     expect: Status = Status.PROVED
     refutes: Refutes | None = None
+    scope: Scope | None = None
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +128,12 @@ class Theorem:
             raise InvalidArgument("mutants", self.mutants, "a PROVED theorem needs >= 1 mutant")
         if self.refutes is not None and not isinstance(self.refutes, Refutes):
             raise InvalidArgumentType("refutes", self.refutes, "a Refutes or None")
+        if not isinstance(self.scope, Scope):
+            raise InvalidArgumentType(
+                "scope", self.scope, "a Scope: proof.general('...') or proof.instance('...')"
+            )
+        if self.expect is Status.PROVED:
+            check_statement_scope(self.statement, self.scope)
 
     @property
     def backend(self) -> str:
@@ -138,7 +148,8 @@ class Theorem:
     @property
     def statement_hash(self) -> str:
         """``sha256`` over the id, the expected outcome and the claim's canonical form."""
-        text = f"{self.id}|{self.expect.value}|{self.claim.canonical()}"
+        scope = "" if self.scope is None else self.scope.label()
+        text = f"{self.id}|{self.expect.value}|{scope}|{self.claim.canonical()}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property
