@@ -8,9 +8,15 @@ Two constraints, each imposed by four strategies of :mod:`conserve_verified.cons
     RMS per feature).  ``hard`` is ``C_E`` after the boundary hook (the conserved
     pipeline); ``penalty`` adds ``lam / E * violation``; ``ace`` runs primal-dual with a
     tolerance homotopy from ``E`` down to ``eps_end * E``.  Metrics: clean accuracy,
-    retention (``100 * noisy / clean``) under Gaussian noise of absolute ``sigma`` at every
-    boundary (E1's setting), final relative violation ``mean | ||h||^2 / E - 1 |`` on the
-    clean test set (worst boundary).
+    retention (``100 * noisy / clean``, the mean of 20 noise draws) under Gaussian noise
+    at every boundary (E1's setting) of absolute ``sigma`` (E-dependent) or ``sigma`` times
+    the RMS of the CLEAN activation where the noise is added (SNR-matched), final
+    relative violation ``mean | ||h||^2 / E - 1 |`` on the clean test set (worst boundary).
+    Where the noise ``n`` enters relative to ``C_E``: ``hard`` evaluates ``C_E(n(h))``
+    (re-projection after the noise); its normalisation-only control ``hard [normalized]``
+    evaluates the same weights as ``n(C_E(h))`` (noise after the projection, none after
+    it); ``none``/``penalty``/``ace`` have no projection (``n(h)``).  hard − control is the
+    conservation effect, control − none the normalisation effect (paired by seed).
 ``equivariance``
     invariance of the logits to D4 (rotations by 90 degrees and flips of the 8x8 digit
     images).  ``hard`` trains the group-averaged model; ``penalty``/``ace`` penalise the
@@ -49,11 +55,19 @@ from conserve_verified.equivariance import (
     trivial,
 )
 from conserve_verified.models import mlp_stages
-from conserve_verified.noise import GaussianNoise
+from conserve_verified.noise import GaussianNoise, ReferenceScaled
 from conserve_verified.operators import Pipeline
+from conserve_verified.runner.conservation import (
+    attribution,
+    attribution_rows,
+    attribution_table,
+    ci_band_plot,
+    per_seed,
+)
+from conserve_verified.runner.paired import pair_by_seed, paired_difference
 from conserve_verified.runner.protocol import Record, RunContext
-from conserve_verified.runner.stats import hedges_g, welch
 from conserve_verified.runner.tables import fmt_ci, fmt_p, group_by, markdown_table, values
+from conserve_verified.runner.verdict import effect_row, holm_adjust
 
 NAME = "ace"
 TITLE = "ACE: penalty vs hard projection vs adaptive constrained learning (energy, equivariance)"
@@ -70,6 +84,7 @@ _COMMON: dict[str, list[Any]] = {
     # final tolerance of ACE per part (energy: relative to E; equivariance: absolute)
     "eps_end": [{"energy": 0.2, "equivariance": 0.05}],
     "sigmas": [_SIGMAS],
+    "draws": [20],
 }
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "smoke": {**_COMMON, "epochs": [1], "max_train": [256], "seed": [0]},
@@ -107,6 +122,47 @@ def _train_set(data: Dataset, config: dict[str, Any]) -> tuple[torch.Tensor, tor
 
 
 # --------------------------------------------------------------------------- energy part
+
+
+def _noisy_accuracy(
+    model: Pipeline,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    project: Any,
+    order: str,
+    sigma: float,
+    convention: str,
+    seed: int,
+) -> float:
+    """Accuracy under one draw of Gaussian noise at every boundary.
+
+    ``order``: ``"post"`` = ``project(n(h))`` (re-projection after the noise),
+    ``"pre"`` = ``n(project(h))`` (the normalisation-only control), ``"none"`` =
+    ``n(h)``.  ``relative``: the noise is ``sigma`` times the per-sample RMS of the
+    CLEAN activation at the point where it is added (:class:`ReferenceScaled`).
+    """
+    inner = GaussianNoise(sigma, seed=seed)
+    noise: Any = ReferenceScaled(inner) if convention == "relative" else inner
+    if isinstance(noise, ReferenceScaled):
+        ref: list[torch.Tensor] = []
+
+        def capture(h: torch.Tensor, i: int) -> torch.Tensor:
+            ref.append(project(h, i) if order == "pre" else h)
+            return project(h, i)
+
+        with model.boundary_hook(capture):
+            model(xt)
+        noise.set_reference(ref)
+
+    def hook(h: torch.Tensor, i: int) -> torch.Tensor:
+        if order == "post":
+            return project(noise(h, i), i)
+        if order == "pre":
+            return noise(project(h, i), i)
+        return noise(h, i)
+
+    with model.boundary_hook(hook):
+        return float((model(xt).argmax(1) == yt).float().mean())
 
 
 def _energy_cell(config: dict[str, Any], data: Dataset) -> dict[str, Any]:
@@ -154,28 +210,30 @@ def _energy_cell(config: dict[str, Any], data: Dataset) -> dict[str, Any]:
             clean = float((model(xt).argmax(1) == yt).float().mean())
             acts = model.boundary_activations(xt)
         viol = max(float(constraint.violation(h)) / e for h in acts)
+        orders = {"": "post"} if isinstance(strategy, Hard) else {"": "none"}
+        if isinstance(strategy, Hard):
+            orders["normalized"] = "pre"
         evals = []
+        draws = int(config.get("draws", 20))
         for c_i, convention in enumerate(_CONVENTIONS):
             for s_i, sigma in enumerate(config["sigmas"]):
-                noise = GaussianNoise(
-                    float(sigma),
-                    relative=convention == "relative",
-                    seed=1_000_003 * seed + 1_009 * c_i + s_i,
-                )
-
-                def noisy(h: torch.Tensor, i: int, noise: GaussianNoise = noise) -> torch.Tensor:
-                    return project(noise(h, i), i)
-
-                with model.boundary_hook(noisy):
-                    acc = float((model(xt).argmax(1) == yt).float().mean())
-                evals.append(
-                    {
-                        "sigma": float(sigma),
-                        "convention": convention,
-                        "accuracy": acc,
-                        "retention_pct": 100 * acc / clean,
-                    }
-                )
+                seeds = [1_000_003 * seed + 1_009 * c_i + 37 * s_i + d for d in range(draws)]
+                for ev, order in orders.items():
+                    accs = [
+                        _noisy_accuracy(model, xt, yt, project, order, float(sigma), convention, q)
+                        for q in seeds
+                    ]
+                    acc = float(sum(accs) / len(accs))
+                    evals.append(
+                        {
+                            "sigma": float(sigma),
+                            "convention": convention,
+                            "eval_arm": ev or config["strategy"],
+                            "accuracy": acc,
+                            "draws": len(accs),
+                            "retention_pct": 100 * acc / clean,
+                        }
+                    )
     out: dict[str, Any] = {"clean_accuracy": clean, "final_violation": viol, "noise": evals}
     if isinstance(strategy, ACE):
         out["dual"] = strategy.state()["dual"]
@@ -262,23 +320,94 @@ def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _retention(r: Record, sigma: float, convention: str = "absolute") -> float | None:
+def _retention(
+    r: Record, sigma: float, convention: str = "absolute", eval_arm: str | None = None
+) -> float | None:
+    want = eval_arm or r["config"]["strategy"]
     for e in r["metrics"].get("noise", []):
-        if e["sigma"] == sigma and e.get("convention", "absolute") == convention:
+        if (
+            e["sigma"] == sigma
+            and e.get("convention", "absolute") == convention
+            and e.get("eval_arm", r["config"]["strategy"]) == want
+        ):
             return float(e["retention_pct"])
     return None
 
 
 def _welch_rows(by: dict[str, list[Record]], get: Any, label: str) -> list[list[str]]:
+    """Paired-by-seed comparisons of ACE with each other strategy (mean diff, p, d_z)."""
     rows = []
-    a = values(by.get("ace", []), get)
+    a = per_seed(by.get("ace", []), get)
     for other in ("none", "penalty", "hard"):
-        o = values(by.get(other, []), get)
-        if len(a) >= 2 and len(o) >= 2:
-            rows.append(
-                [label, f"ace vs {other}", fmt_p(welch(a, o).p_value), f"{hedges_g(a, o):.2f}"]
-            )
+        xa, xo, _ = pair_by_seed(a, per_seed(by.get(other, []), get))
+        if len(xa) >= 2:
+            est = paired_difference(xa, xo)
+            dz = "–" if est.effect_size is None else f"{est.effect_size:.2f}"
+            rows.append([label, f"ace − {other}", f"{est.mean:+.2f}", fmt_p(est.p_value), dz])
     return rows
+
+
+def _attribution(energy: dict[str, list[Record]], q: float, conv: str) -> dict[str, Any]:
+    hard = energy.get("hard", [])
+    return attribution(
+        per_seed(energy.get("none", []), lambda r: _retention(r, q, conv)),
+        per_seed(hard, lambda r: _retention(r, q, conv, "normalized")),
+        per_seed(hard, lambda r: _retention(r, q, conv)),
+    )
+
+
+def _paired_row(
+    by: dict[str, list[Record]], a: str, b: str, get: Any, quantity: str, note: str = ""
+) -> dict[str, Any] | None:
+    xa, xb, _ = pair_by_seed(per_seed(by.get(a, []), get), per_seed(by.get(b, []), get))
+    if not xa:
+        return None
+    return effect_row("A", quantity, None, paired_difference(xa, xb), note=note)
+
+
+def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
+    """Claim A rows (no paper values: the claim states effects of unstated size), paired by
+    seed and Holm-adjusted: ACE vs the strictly equivariant (hard) model on clean and
+    transformed accuracy; ACE vs hard and vs none on noise retention (σ = 0.5); the hard
+    projection's conservation / normalisation attribution at σ = 0.5 (both conventions)."""
+    parts = group_by(records, lambda r: r["config"]["part"])
+    energy = group_by(parts.get("energy", []), lambda r: r["config"]["strategy"])
+    equiv = group_by(parts.get("equivariance", []), lambda r: r["config"]["strategy"])
+    rows: list[dict[str, Any]] = []
+    for key, what in (("clean_accuracy", "performance"), ("transformed_accuracy", "robustness")):
+        row = _paired_row(
+            equiv,
+            "ace",
+            "hard",
+            lambda r, k=key: 100 * r["metrics"][k],
+            f"equivariance: {key.replace('_', ' ')} ACE − strictly equivariant (pp)",
+            f"claim: ACE improves {what} vs strictly equivariant models",
+        )
+        if row is not None:
+            rows.append(row)
+    q = 0.5
+    for conv in _CONVENTIONS:
+        tag = "SNR-matched (clean RMS)" if conv == "relative" else "absolute σ, E-dependent"
+        for other in ("hard", "none"):
+            row = _paired_row(
+                energy,
+                "ace",
+                other,
+                lambda r, c=conv: _retention(r, q, c),
+                f"energy: retention ACE − {other} (pp), σ={q}, {tag}",
+                "claim: ACE improves robustness",
+            )
+            if row is not None:
+                rows.append(row)
+        if energy.get("hard") and energy.get("none"):
+            rows += attribution_rows(
+                "A",
+                f"energy: hard projection, retention σ={q}, {tag}",
+                None,
+                _attribution(energy, q, conv),
+                "no paper value; hard = C_E after the noise",
+            )
+    return holm_adjust(rows)
 
 
 def report(records: list[Record], out_dir: pathlib.Path) -> str:
@@ -292,20 +421,26 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         out += [
             "**Energy constraint** `| ||h||² − E | ≤ ε` at every boundary (E = width). "
             "Mean [95% CI] (n seeds). Retention = 100 · noisy / clean accuracy under "
-            "Gaussian noise at every boundary, σ absolute (per feature, the paper's convention) "
-            "or relative (σ · RMS of each activation: the same SNR for every strategy); "
+            "Gaussian noise at every boundary (mean of 20 draws per model), σ absolute (per "
+            "feature, the paper's convention; E-dependent) or relative (σ · RMS of the CLEAN "
+            "activation where the noise is added: the same SNR for every strategy); "
             "final violation = "
             "mean |‖h‖²/E − 1| on the clean test set, worst boundary.",
             "",
         ]
         for conv in _CONVENTIONS:
             rows = []
-            for s in _STRATEGIES:
+            for s, ev in [*((s, None) for s in _STRATEGIES), ("hard", "normalized")]:
                 rs = energy.get(s, [])
+                if ev is not None and not any(_retention(r, sigmas[0], conv, ev) for r in rs):
+                    continue
                 rows.append(
-                    [s, fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
+                    [
+                        s if ev is None else f"{s} [{ev}: noise after C_E]",
+                        fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"])),
+                    ]
                     + [
-                        fmt_ci(values(rs, lambda r, q=q, c=conv: _retention(r, q, c)))
+                        fmt_ci(values(rs, lambda r, q=q, c=conv, e=ev: _retention(r, q, c, e)))
                         for q in sigmas
                     ]
                     + [fmt_ci(values(rs, lambda r: r["metrics"]["final_violation"]), 4)]
@@ -329,16 +464,32 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                 f"ACE within its final tolerance ε_end = {tol} · E: {ok}/{len(ace_rs)} seeds.",
                 "",
             ]
-        fig, ax = plt.subplots(figsize=(4.5, 3.5))
-        for s in _STRATEGIES:
-            ms = []
+        table = []
+        for conv in _CONVENTIONS:
             for q in sigmas:
-                v = values(energy.get(s, []), lambda r, q=q: _retention(r, q))
-                ms.append(sum(v) / len(v) if v else float("nan"))
-            ax.plot(sigmas, ms, marker="o", label=s)
-        ax.set_xlabel("σ (absolute, every boundary)")
-        ax.set_ylabel("retention %")
-        ax.legend()
+                table.append((f"retention σ={q}, {conv}", _attribution(energy, q, conv)))
+        out += [
+            "**Attribution of the hard projection** (retention, pp; paired by seed; "
+            "raw p / Holm p over claim A's rows (verdict)): total = hard − none, "
+            "conservation = hard − hard [normalized], normalisation = hard [normalized] − none.",
+            "",
+            attribution_table(table, claim_rows(records)),
+            "",
+        ]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+        for ax, conv in zip(axes, _CONVENTIONS, strict=True):
+            series = {
+                (s if ev is None else f"{s} [{ev}]"): [
+                    values(energy.get(s, []), lambda r, q=q, c=conv, e=ev: _retention(r, q, c, e))
+                    for q in sigmas
+                ]
+                for s, ev in [*((s, None) for s in _STRATEGIES), ("hard", "normalized")]
+            }
+            ci_band_plot(ax, sigmas, series)
+            ax.set_xlabel(f"σ ({conv}, every boundary)")
+            ax.set_title(f"{conv} σ (95% CI bands)")
+        axes[0].set_ylabel("retention %")
+        axes[0].legend(fontsize=7)
         fig.tight_layout()
         atomic_savefig(fig, out_dir / "ace_energy_retention.png", dpi=100)
         plt.close(fig)
@@ -390,6 +541,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         plt.close(fig)
         out += ["![equivariance over training](ace_equivariance_curves.png)", ""]
     if tests:
-        out += ["Welch tests (ACE vs each other strategy):", ""]
-        out += [markdown_table(["metric", "comparison", "Welch p", "Hedges g"], tests), ""]
+        out += ["Paired t-tests by seed (ACE vs each other strategy; raw p, no correction):", ""]
+        head = ["metric", "comparison", "mean diff", "paired p", "Cohen's d_z"]
+        out += [markdown_table(head, tests), ""]
     return "\n".join(out)
