@@ -301,7 +301,11 @@ def test_experiment_spec_is_valid() -> None:
     from conserve_verified.runner.spec import cells, validate_module
 
     exp = validate_module(ef, claim_ids())
-    assert len(cells(exp, "quick")) == 6 * 4 * 5
+    offline = ["digits", "mnist1d", "breast-cancer", "wine"]
+    assert ef.QUICK_DATASETS[:4] == offline
+    assert ("fashion-mnist" in ef.QUICK_DATASETS) == ef._fashion_installed()
+    assert len(cells(exp, "quick")) == 6 * len(ef.QUICK_DATASETS) * 5
+    assert len(cells(exp, "paper")) == 8 * 5 * 10
     assert all(len(exp.grids[p]["seed"]) >= 5 for p in ("quick",))
     assert len(exp.grids["paper"]["seed"]) == 10
     for profile, grid in exp.grids.items():
