@@ -254,3 +254,34 @@ def test_gauge_conserved_boundary_commutes(
     penalty0 = lam * float(h0.pow(2).sum())
     penalty1 = lam * float(h1.pow(2).sum())
     assert math.isclose(penalty1, alpha**2 * penalty0, rel_tol=1e-9)
+
+
+@given(mlps(), st.integers(0, 2**31 - 1), st.floats(0.5, 8.0))
+def test_gauge_function_invariance_with_hooked_boundaries(
+    net: tuple[nn.Sequential, torch.Tensor], seed: int, energy: float
+) -> None:
+    """G1 + G6 on a model hooked by conserve_boundaries: the traced gauge leaves it unchanged.
+
+    Every ReLU output is a conservation boundary (over all its features), so the
+    trace must absorb the scales entering each boundary; a random transformation
+    of the remaining free scales does not move the output.
+    """
+    from conserve_verified import conserve_boundaries
+
+    model, x = net
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    if not names:
+        return
+    with conserve_boundaries(model, names, energy=energy):
+        s = gauge_structure(model, x)
+        assert bool(s.absorbed.any())
+        with torch.no_grad():
+            before = model(x)
+            twin = copy.deepcopy(model)
+            gen = torch.Generator().manual_seed(seed)
+            gauge_transform(twin, s, random_log_scales(s, 1.0, gen))
+            after = twin(x)
+    scale = max(1.0, float(before.abs().max()))
+    assert (
+        float((after - before).abs().max()) <= 64 * tolerance(torch.float64).function_rtol * scale
+    )

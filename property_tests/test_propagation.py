@@ -7,6 +7,7 @@ injectors and layers (Monte Carlo, exact statistical tests at false-alarm rate
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -115,3 +116,42 @@ def test_noise_accumulation_bounded_iff_gain_below_one(
         assert expect <= stationary_variance(s2, g) * (1 + _RTOL)
     else:
         assert expect >= depth * s2 * (1 - _RTOL)
+
+
+class _Wrap(nn.Module):
+    """A custom container: the predictor traces it (factor form) instead of walking a chain."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.inner(x)
+        return out
+
+
+@given(
+    _seeds,
+    st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    st.floats(0.01, 1.0),
+    st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_factor_form_equals_full_covariance(
+    seed: int, widths: list[int], sigma: float, c: float
+) -> None:
+    """S1 + S2 in two representations: the traced (factor-form) predictor gives the same
+    variances as the full-covariance predictor on the same chain of layers."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    chain = nn.Sequential(*layers).double()
+    x = torch.randn(
+        3, widths[0], dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
+    noise = GaussianNoise(sigma, correlation=c, seed=seed)
+    direct = predict(chain, x, neuron_noise=noise)
+    traced = predict(_Wrap(chain), x, neuron_noise=noise)
+    assert [f"inner.{t.name}" for t in direct] == [t.name for t in traced]
+    for a, b in zip(direct, traced, strict=True):
+        torch.testing.assert_close(a.variance, b.variance, rtol=_RTOL * 64, atol=_RTOL * 64)
