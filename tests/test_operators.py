@@ -117,3 +117,34 @@ def test_oracle_catches_a_wrong_energy() -> None:
         assert_energy_conserved(lambda t: 1.01 * conserve(t), torch.randn(2, 5), energy=1.0)
     with pytest.raises(InvalidArgument, match="energy=None"):
         assert_energy_conserved(lambda t: t, torch.randn(2, 5))
+
+
+def test_resolve_dims_none_is_all_non_batch_dims() -> None:
+    from conserve_verified.operators import resolve_dims
+
+    assert resolve_dims(torch.zeros(2, 3, 4, 5), None) == (1, 2, 3)
+    assert resolve_dims(torch.zeros(2, 3), None) == (1,)
+    assert resolve_dims(torch.zeros(3), None) == -1
+    assert resolve_dims(torch.zeros(2, 3, 4), [1, 2]) == (1, 2)
+    assert resolve_dims(torch.zeros(2, 3, 4), -1) == -1
+
+
+def test_traced_boundary_is_identity() -> None:
+    from conserve_verified.operators import traced_boundary
+
+    x = torch.randn(2, 3)
+    assert traced_boundary(x, None, "layer1") is x
+
+
+def test_conserve_energy_module_equals_functional_for_dim_none_and_zero_policy() -> None:
+    x = torch.randn(3, 2, 4, 4)
+    x[1] = 0.0
+    m = ConserveEnergy(2.0, dim=None)
+    torch.testing.assert_close(m(x), conserve(x, 2.0, (1, 2, 3), zero="uniform"))
+    assert m.dead_samples == 1
+    m.reset_dead_samples()
+    assert m.dead_samples == 0
+    with pytest.raises(InvalidArgument, match=r"input of ConserveEnergy=.*sample \(1,\)"):
+        ConserveEnergy(2.0, dim=None, zero="raise")(x)
+    with pytest.raises(InvalidArgument, match=r"zero='ignore'"):
+        ConserveEnergy(zero="ignore")  # type: ignore[arg-type]
