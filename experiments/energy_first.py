@@ -38,7 +38,8 @@ Modalities: images (scikit-learn digits; Fashion-MNIST from Debian's
 the paper profile), 1-D signals (MNIST-1D),
 tabular medical data (breast cancer, wine).  Text, neuromorphic and
 physiological recordings cannot be had offline here: none is measured and
-none is substituted (``npz:PATH`` reads such data when a user has it).
+none is substituted.  The data layer reads N-MNIST's official event files
+(``n-mnist`` with ``--data-dir``) and ``npz:PATH`` arrays for when a user has them.
 The paper (minAction): 2,203 experiments over vision, text, neuromorphic and
 physiological data, 10 seeds per configuration, gains 5–33%.
 """
@@ -553,7 +554,8 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         "Modalities: images (digits; Fashion-MNIST where installed), 1-D signals "
         "(MNIST-1D), tabular medical data (breast cancer, wine). The paper's text, "
         "neuromorphic and physiological data cannot be obtained offline here and are not "
-        "measured (no synthetic stand-in); `--data npz:PATH` reads such arrays when available.",
+        "measured (no synthetic stand-in); the data layer reads N-MNIST event files "
+        "(`n-mnist`, `--data-dir`) and `npz:PATH` arrays when a user has them.",
         "",
     ]
     return "\n".join(out)

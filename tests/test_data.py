@@ -29,14 +29,14 @@ def test_load_unknown_name_lists_valid_names() -> None:
     with pytest.raises(
         InvalidArgument,
         match="valid: \\['breast-cancer', 'cifar10', 'digits', 'fashion-mnist', 'mnist', "
-        "'mnist1d', 'wine'\\] or npz:PATH / imagefolder:PATH",
+        "'mnist1d', 'n-mnist', 'wine'\\] or npz:PATH / imagefolder:PATH",
     ):
         load("imagenet")
     with pytest.raises(InvalidArgumentType):
         load(3)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+@pytest.mark.parametrize("name", ["cifar10", "mnist", "n-mnist"])
 def test_local_datasets_need_an_existing_data_dir(name: str, tmp_path: object) -> None:
     with pytest.raises(InvalidArgument, match="--data-dir"):
         load(name)

@@ -11,6 +11,7 @@ import struct
 import numpy as np
 import pytest
 
+import conserve_verified.data as data_pkg
 from conserve_verified.data import load
 from conserve_verified.data._cifar import read_batch
 from conserve_verified.data._idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
@@ -263,3 +264,57 @@ def test_imagefolder_rgb_without_split_and_errors(tmp_path: pathlib.Path) -> Non
         load(f"imagefolder:{single}")
     with pytest.raises(InvalidArgument, match="not an existing directory"):
         load(f"imagefolder:{tmp_path / 'none'}")
+
+
+def _events(x: list[int], y: list[int], p: list[int], t: list[int]) -> bytes:
+    out = bytearray()
+    for xi, yi, pi, ti in zip(x, y, p, t, strict=True):
+        out += bytes([xi, yi, (pi << 7) | (ti >> 16), (ti >> 8) & 0xFF, ti & 0xFF])
+    return bytes(out)
+
+
+def test_nmnist_events_decode_to_address_polarity_and_timestamp(tmp_path: pathlib.Path) -> None:
+    from conserve_verified.data._nmnist import event_frame, read_events
+
+    f = tmp_path / "00001.bin"
+    f.write_bytes(_events([0, 33, 5, 5], [1, 2, 3, 3], [0, 1, 1, 1], [7, 0x7FFFFF, 300, 70000]))
+    ev = read_events(f)
+    assert ev.tolist() == [[0, 1, 0, 7], [33, 2, 1, 0x7FFFFF], [5, 3, 1, 300], [5, 3, 1, 70000]]
+    frame = event_frame(ev)
+    assert frame.shape == (2, 34, 34) and frame.max() == 1.0
+    assert frame[1, 3, 5] == 1.0 and frame[0, 1, 0] == 0.5 and frame[1, 2, 33] == 0.5
+    assert float(frame.sum()) * 2 == 4  # counts / max count (2) sum to the 4 events / 2
+    assert event_frame(read_events(_empty(tmp_path))).sum() == 0.0
+
+
+def _empty(tmp_path: pathlib.Path) -> pathlib.Path:
+    f = tmp_path / "empty.bin"
+    f.write_bytes(b"")
+    return f
+
+
+def test_nmnist_loads_train_and_test_folders_and_rejects_bad_files(
+    tmp_path: pathlib.Path,
+) -> None:
+    for split, n in (("Train", 2), ("Test", 1)):
+        for digit in (0, 7):
+            d = tmp_path / split / str(digit)
+            d.mkdir(parents=True)
+            for i in range(n):
+                (d / f"{i:05d}.bin").write_bytes(_events([digit, 1], [i, 2], [0, 1], [1, 2]))
+    d = load("n-mnist", tmp_path)
+    assert d.input_shape == (2, 34, 34) and d.label == "N-MNIST (event camera)"
+    assert d.y_train.tolist() == [0, 0, 7, 7] and d.y_test.tolist() == [0, 7]
+    assert float(d.x_test[1, 0, 0, 7]) == 1.0
+    (tmp_path / "Test" / "7" / "bad.bin").write_bytes(b"\x00" * 7)
+    data_pkg._cached.cache_clear()  # named sets are cached per (name, data_dir)
+    with pytest.raises(InvalidArgument, match="not a multiple of 5"):
+        load("n-mnist", tmp_path)
+    (tmp_path / "Test" / "7" / "bad.bin").write_bytes(_events([40], [0], [0], [0]))
+    data_pkg._cached.cache_clear()
+    with pytest.raises(InvalidArgument, match="outside the 34x34 sensor"):
+        load("n-mnist", tmp_path)
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with pytest.raises(InvalidArgument, match="no N-MNIST recordings"):
+        load("n-mnist", empty)

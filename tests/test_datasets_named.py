@@ -190,6 +190,8 @@ def test_check_available_bundled_and_local_sets(tmp_path: pathlib.Path) -> None:
         check_available("cifar10", tmp_path)
     _write_idx_set(tmp_path / "m" / "MNIST" / "raw", 4)
     assert check_available("mnist", tmp_path / "m").label == "MNIST"
+    with pytest.raises(DatasetUnavailable, match=r"N-MNIST .*Train/<digit>/\*\.bin"):
+        check_available("n-mnist", tmp_path)
     with pytest.raises(DatasetUnavailable, match=r"npz file a.npz.*file not found"):
         check_available(f"npz:{tmp_path / 'a.npz'}")
     with pytest.raises(DatasetUnavailable, match="not an existing directory"):

@@ -11,6 +11,9 @@ name                  source                                           ``input_s
                       ``dataset-fashion-mnist``, or ``data_dir``)
 ``mnist``             official MNIST idx files in ``data_dir``         ``(1, 28, 28)``
 ``cifar10``           official CIFAR-10 python batches in ``data_dir`` ``(3, 32, 32)``
+``n-mnist``           N-MNIST event-camera recordings (``Train/``,     ``(2, 34, 34)``
+                      ``Test/`` of ``.bin`` files) in ``data_dir``, as
+                      event-count frames (neuromorphic)
 ``npz:PATH``          an ``.npz`` archive (``X``, ``y``, optionally    from the file
                       ``X_test``, ``y_test``)
 ``imagefolder:PATH``  class-per-subfolder PNG images                   from the files
@@ -32,9 +35,10 @@ Names for a command line: :func:`dataset_names` (the fixed names) and
 (one :class:`DatasetUnavailable` saying how to get the data), and
 :func:`dataset_label` gives the human label used in reports ("Fashion-MNIST").
 
-Modalities this package cannot offer offline -- text, neuromorphic (event
-camera) and physiological recordings -- have no named data set; bring them as
-``npz:PATH`` arrays under their own file name rather than a borrowed one.
+Modalities that cannot be had offline here -- text and physiological
+recordings -- have no named data set; bring them as ``npz:PATH`` arrays under
+their own file name rather than a borrowed one.  Neuromorphic data is read in
+N-MNIST's official event format (``n-mnist``) when a user has the files.
 """
 
 from __future__ import annotations
@@ -134,6 +138,10 @@ _FASHION_HOW = (
     f"{FASHION_MNIST_DIR}) or pass --data-dir pointing at a folder with the four official "
     "Fashion-MNIST idx files (train-images-idx3-ubyte.gz, ...)"
 )
+_NMNIST_HOW = (
+    "obtain N-MNIST (Orchard et al. 2015: Train.zip and Test.zip), unzip both into one "
+    "folder (Train/<digit>/*.bin, Test/<digit>/*.bin) and pass it as --data-dir"
+)
 _CIFAR_HOW = (
     "unpack the official 'CIFAR-10 python version' archive (cifar-10-python.tar.gz) and pass "
     "the folder holding cifar-10-batches-py/ (or its contents) as --data-dir"
@@ -168,6 +176,15 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "mnist": DatasetInfo(
         "mnist", "MNIST", "image", 10, (1, 28, 28), "official idx files in data_dir", _MNIST_HOW
+    ),
+    "n-mnist": DatasetInfo(
+        "n-mnist",
+        "N-MNIST (event camera)",
+        "neuromorphic",
+        10,
+        (2, 34, 34),
+        "official N-MNIST .bin event files in data_dir",
+        _NMNIST_HOW,
     ),
     "cifar10": DatasetInfo(
         "cifar10",
@@ -314,6 +331,13 @@ def check_available(name: Any, data_dir: Any = None) -> DatasetInfo:
         if find_idx_files(mnist_folders(d)) is None:
             raise _unavailable(info, "data_dir", str(d), "has no complete set of MNIST idx files")
         return info
+    if info.name == "n-mnist":
+        for split in ("Train", "Test"):
+            if not any((d / split).glob("[0-9]/*.bin")):
+                raise _unavailable(
+                    info, "data_dir", str(d), f"has no recordings {split}/<digit>/*.bin"
+                )
+        return info
     from ._cifar import TEST_BATCH, TRAIN_BATCHES
 
     for sub in (d, d / "cifar-10-batches-py"):
@@ -385,6 +409,10 @@ def _read(name: str, data_dir: pathlib.Path | None) -> _Arrays:
         from ._idx import load_mnist_arrays
 
         return load_mnist_arrays(_require_dir(data_dir, "mnist"))
+    if name == "n-mnist":
+        from ._nmnist import load_nmnist_arrays
+
+        return load_nmnist_arrays(_require_dir(data_dir, "n-mnist"))
     if name == "cifar10":
         from ._cifar import load_cifar10_arrays
 
