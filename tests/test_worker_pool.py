@@ -226,3 +226,48 @@ def test_run_quarantines_a_corrupt_record_and_recomputes_it(
 
 def test_available_cores_and_default_workers() -> None:
     assert 1 <= available_cores() <= (os.cpu_count() or 1)
+
+
+def test_set_overrides_a_grid_axis_and_dry_run_counts(
+    seeded_root: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["run", "seeded", "--out", str(tmp_path), "--experiments-dir", str(seeded_root)]
+    assert main([*base, "--set", "x=[5, 6]", "--set", "seed=3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "seeded: 2 cells to run, 0 already stored" in out
+    assert not (tmp_path / "records").exists()
+    assert main([*base, "--workers", "1", "--set", "x=[5, 6]", "--set", "seed=3"]) == 0
+    got = sorted((r["config"]["x"], r["config"]["seed"]) for r in ResultStore(tmp_path).records())
+    assert got == [(5, 3), (6, 3)]
+    assert "--set 'x=[5, 6]'" in ResultStore(tmp_path).runs()[-1]["command"]
+    assert main([*base, "--set", "nosuchaxis=1"]) == 2
+    assert "no selected experiment has these axes" in capsys.readouterr().err
+    assert main([*base, "--set", "novalue"]) == 2
+    assert "expected AXIS=VALUES" in capsys.readouterr().err
+
+
+def test_list_shows_experiments_claims_and_cell_counts(
+    seeded_root: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--list", "--experiments-dir", str(seeded_root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["experiment", "claims", "cells"]
+    assert out[1].split()[:6] == ["seeded", "-", "6", "/", "6", "/"]
+
+
+def test_load_records_frame_and_report_csv(
+    seeded_root: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conserve_verified.runner import load_records
+
+    exp = discover(seeded_root).experiments["seeded"]
+    store = ResultStore(tmp_path)
+    run_grid([exp], "smoke", RunContext(), store, progress=False)
+    frame = load_records(tmp_path)
+    assert len(frame) == len(store.records()) == 6
+    assert {"config.x", "config.seed", "metrics.y", "runtime.torch_threads"} <= set(frame.columns)
+    argv = ["report", "--out", str(tmp_path), "--experiments-dir", str(seeded_root)]
+    assert main([*argv, "--csv", str(tmp_path / "records.csv")]) == 0
+    text = (tmp_path / "records.csv").read_text().splitlines()
+    assert len(text) == 7 and "metrics.y" in text[0]
+    capsys.readouterr()

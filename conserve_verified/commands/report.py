@@ -14,8 +14,10 @@ import argparse
 import pathlib
 import sys
 
+from ..errors import InvalidArgument
 from ..runner.discovery import discover
 from ..runner.report import NoRecords, build_report
+from ..runner.store import atomic_write_text, load_records
 
 NAME = "report"
 HELP = "write report.md and report.html (paper vs reproduced, per experiment) from stored results"
@@ -37,6 +39,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="proof certificate from `verify --json` (default: OUT/certificate.json)",
     )
     parser.add_argument(
+        "--csv",
+        type=pathlib.Path,
+        default=None,
+        help="also write every record as one CSV row (config.*, metrics.* columns) to this file",
+    )
+    parser.add_argument(
+        "--parquet",
+        type=pathlib.Path,
+        default=None,
+        help="also write the records as Parquet (needs pyarrow or fastparquet)",
+    )
+    parser.add_argument(
         "--experiments-dir",
         type=pathlib.Path,
         default=None,
@@ -53,6 +67,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"conserve-verified report: error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {res.markdown} and {res.html}")
+    if args.csv is not None or args.parquet is not None:
+        frame = load_records(args.out)
+        if args.csv is not None:
+            atomic_write_text(args.csv, frame.to_csv(index=False))
+            print(f"records: {len(frame)} rows -> {args.csv}")
+        if args.parquet is not None:
+            try:
+                frame.to_parquet(args.parquet, index=False)
+            except ImportError as exc:
+                raise InvalidArgument("--parquet", str(args.parquet), str(exc)) from None
+            print(f"records: {len(frame)} rows -> {args.parquet}")
     for p in res.problems:
         print(f"conserve-verified report: {p}", file=sys.stderr)
     return 1 if res.problems else 0

@@ -15,23 +15,35 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import pathlib
 import re
 import sys
+from typing import Any
 
 import torch
 
 from ..data import DATASETS
 from ..errors import InvalidArgument
 from ..runner.discovery import discover, experiments_root
-from ..runner.execute import BACKENDS, Interrupted, available_cores, run_grid
+from ..runner.execute import BACKENDS, Interrupted, available_cores, pending_cells, run_grid
 from ..runner.protocol import PROFILES, RunContext
+from ..runner.spec import cells, check_overrides
 from ..runner.store import ResultStore
 
 NAME = "run"
 HELP = "run experiments (one, or all) under a profile, resuming from finished cells"
 
-__all__ = ["HELP", "NAME", "check_data", "check_device", "configure", "resolve_names", "run"]
+__all__ = [
+    "HELP",
+    "NAME",
+    "check_data",
+    "check_device",
+    "configure",
+    "parse_overrides",
+    "resolve_names",
+    "run",
+]
 
 _NAME_RE = re.compile(r"^NAME\s*(?::\s*str\s*)?=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
 
@@ -57,7 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     names = _experiment_names()
     parser.add_argument(
         "experiment",
-        nargs="+",
+        nargs="*",
         help="experiment NAME(s) (case-insensitive), or 'all'"
         + (f"; available: {', '.join(names)}" if names else ""),
     )
@@ -98,6 +110,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="run only the first N seeds of every grid (default: all of the profile's)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="AXIS=VALUES",
+        help="override a grid axis of the selected experiments, e.g. --set epochs=5 or "
+        "--set 'seed=[0,1,2]' (JSON; a scalar means a one-value list)",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the experiments (claims, cells per profile) and exit",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show how many cells would run and how many are stored, and exit",
     )
     parser.add_argument(
         "--ray-address",
@@ -172,8 +202,42 @@ def _print_quarantined(store: ResultStore) -> None:
         print(f"conserve-verified run: {line}", file=sys.stderr)
 
 
+def parse_overrides(items: list[str]) -> dict[str, list[Any]]:
+    """``["k=v", ...]`` as ``{k: [values]}``: ``v`` read as JSON (else a string), scalars wrapped.
+
+    Raises :class:`InvalidArgument` naming ``--set`` for an item without ``=``.
+    """
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgument("--set", item, "expected AXIS=VALUES, e.g. epochs=5")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[key.strip()] = value if isinstance(value, list) else [value]
+    return check_overrides(out)
+
+
+def _list(found: Any) -> int:
+    rows = []
+    for name, exp in sorted(found.experiments.items()):
+        counts = " / ".join(str(len(cells(exp, p))) for p in PROFILES)
+        rows.append(f"{name:<18} {','.join(exp.claims) or '-':<10} {counts:<18} {exp.title}")
+    print(f"{'experiment':<18} {'claims':<10} {'cells ' + '/'.join(PROFILES):<18} title")
+    print("\n".join(rows))
+    for mod, err in sorted(found.errors.items()):
+        print(f"(not loaded: {mod}: {err.splitlines()[-1] if err else '?'})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     found = discover(args.experiments_dir)
+    if args.list:
+        return _list(found)
+    if not args.experiment:
+        raise InvalidArgument("experiment", [], "name at least one experiment, or 'all'")
     names = resolve_names(list(args.experiment), sorted(found.experiments))
     everything = any(n.lower() == "all" for n in args.experiment)
     if not names and not everything:
@@ -188,6 +252,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument("--workers", workers, "must be >= 1")
     if args.seeds is not None and args.seeds < 1:
         raise InvalidArgument("--seeds", args.seeds, "must be >= 1")
+    overrides = parse_overrides(list(args.set))
+    unknown = [k for k in overrides if not any(k in e.grids[args.profile] for e in selected)]
+    if unknown:
+        raise InvalidArgument(
+            "--set", unknown, f"no selected experiment has these axes in profile {args.profile!r}"
+        )
     device = check_device(args.device)
     data = check_data(args.data, args.data_dir)
     ctx = RunContext(
@@ -203,6 +273,16 @@ def run(args: argparse.Namespace) -> int:
             f"conserve-verified run: experiment module {mod!r} not loaded: {err}", file=sys.stderr
         )
     label = " ".join(args.experiment)
+    if args.dry_run:
+        total_todo = total_skip = 0
+        for exp in selected:
+            todo, skipped = pending_cells(
+                [exp], args.profile, data, store, seeds=args.seeds, overrides=overrides
+            )
+            total_todo, total_skip = total_todo + len(todo), total_skip + skipped
+            print(f"{exp.name}: {len(todo)} cells to run, {skipped} already stored")
+        print(f"dry run: {total_todo} cells to run, {total_skip} already stored -> {store.root}")
+        return 0
     try:
         summary = run_grid(
             selected,
@@ -214,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
             root=found.root,
             seeds=args.seeds,
             ray_address=args.ray_address,
+            overrides=overrides,
         )
     except Interrupted as exc:
         _print_quarantined(store)
@@ -221,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     _print_quarantined(store)
     seeds = "" if args.seeds is None else f" --seeds {args.seeds}"
+    seeds += "".join(f" --set '{k}={json.dumps(v)}'" for k, v in overrides.items())
     print(
         f"run {label} --profile {args.profile}{seeds} --data {args.data}: "
         f"{summary.finished} cells finished, {summary.skipped} already stored, "

@@ -6,7 +6,8 @@ Protocol (what an experiment module defines): :mod:`.protocol`.  Typical use::
 
     found = discover()                       # validated experiments by NAME
     store = ResultStore("results")
-    summary = run_grid([found.experiments["e1"]], "smoke", RunContext(), store)
+    summary = run_grid([found.experiments["e1"]], "smoke", RunContext(), store, workers=2)
+    frame = load_records("results")          # pandas.DataFrame, one row per cell
 
 Modules: :mod:`.protocol` (``RunContext``, ``Experiment``), :mod:`.spec`
 (validation, grid cells, keys), :mod:`.discovery`, :mod:`.store` (atomic
@@ -20,7 +21,7 @@ from .discovery import Discovery, discover, experiments_root
 from .execute import BACKENDS, RunSummary, execute_cell, run_grid, seed_everything
 from .protocol import PROFILES, Experiment, Record, RunContext
 from .spec import cells, config_key, validate_module
-from .store import ResultStore
+from .store import ResultStore, load_records
 
 __all__ = [
     "BACKENDS",
@@ -36,6 +37,7 @@ __all__ = [
     "discover",
     "execute_cell",
     "experiments_root",
+    "load_records",
     "run_grid",
     "seed_everything",
     "validate_module",

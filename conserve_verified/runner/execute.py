@@ -241,16 +241,18 @@ def pending_cells(
     data: str,
     store: ResultStore,
     seeds: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[list[Cell], int]:
     """Cells of ``profile`` not yet finished in ``store``, and the number skipped.
 
-    ``seeds`` keeps only the first ``seeds`` seeds of every grid (``None``: all).
+    ``seeds`` keeps only the first ``seeds`` seeds of every grid (``None``: all);
+    ``overrides`` replaces grid axes (see :func:`.spec.cells`).
     """
     check_profile(profile)
     todo: list[Cell] = []
     skipped = 0
     for exp in experiments:
-        for config in cells(exp, profile, seeds=seeds):
+        for config in cells(exp, profile, seeds=seeds, overrides=overrides):
             key = config_key(config, data)
             if store.is_finished(exp.name, key):
                 skipped += 1
@@ -394,6 +396,7 @@ def run_grid(
     seeds: int | None = None,
     ray_address: str | None = None,
     progress: Progress | bool | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Run every unfinished cell of ``experiments`` under ``profile`` and store the records.
 
@@ -403,7 +406,8 @@ def run_grid(
     to the same ``store`` from this process only.  ``root`` (the experiments
     directory) is needed by pool and Ray workers to import the experiment
     modules.  ``jobs`` is an alias of ``workers``; ``seeds`` keeps the first
-    ``seeds`` seeds of each grid.  ``progress``: ``True`` a bar, ``False``
+    ``seeds`` seeds of each grid; ``overrides`` replaces grid axes
+    (:func:`.spec.cells`).  ``progress``: ``True`` a bar, ``False``
     lines, ``None`` a bar on a terminal.  Ctrl-C raises :class:`Interrupted`.
     """
     if jobs is not None:
@@ -415,7 +419,9 @@ def run_grid(
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise InvalidArgument("seeds", seeds, "must be an int >= 1 or None")
     ctx = replace(ctx, profile=check_profile(profile))
-    todo, skipped = pending_cells(experiments, profile, ctx.data, store, seeds=seeds)
+    todo, skipped = pending_cells(
+        experiments, profile, ctx.data, store, seeds=seeds, overrides=overrides
+    )
     summary = RunSummary(skipped=skipped, workers=workers, backend=backend)
     by_name = {e.name: e for e in experiments}
     if (backend == "ray" or workers > 1) and root is None:

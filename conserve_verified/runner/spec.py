@@ -28,6 +28,7 @@ __all__ = [
     "GridsSpec",
     "canonical_json",
     "cells",
+    "check_overrides",
     "check_profile",
     "config_key",
     "validate_module",
@@ -165,15 +166,43 @@ def validate_module(module: ModuleType, known_claims: set[str] | None = None) ->
     )
 
 
-def cells(experiment: Experiment, profile: str, seeds: int | None = None) -> list[dict[str, Any]]:
+def check_overrides(overrides: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """``{axis: [values]}`` with finite-JSON, non-repeating, non-empty value lists (else raise)."""
+    out: dict[str, list[Any]] = {}
+    for k, v in (overrides or {}).items():
+        vals = list(v) if isinstance(v, (list, tuple)) else [v]
+        if not vals:
+            raise InvalidArgument(f"--set {k}", v, "needs at least one value")
+        if not all(_is_json_value(x) for x in vals):
+            raise InvalidArgument(f"--set {k}", v, "values must be finite JSON")
+        if len({canonical_json(x) for x in vals}) != len(vals):
+            raise InvalidArgument(f"--set {k}", v, "repeats a value")
+        if k == "seed" and not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in vals
+        ):
+            raise InvalidArgument("--set seed", v, "seeds must be ints >= 0")
+        out[k] = vals
+    return out
+
+
+def cells(
+    experiment: Experiment,
+    profile: str,
+    seeds: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The configurations of ``profile``'s grid, in a deterministic order.
 
     Identity: the Cartesian product of the grid's lists, parameters in the
-    grid's order and the last parameter varying fastest.  ``seeds`` keeps only
+    grid's order and the last parameter varying fastest.  ``overrides`` replaces
+    the value lists of the axes the grid has (``run --set``).  ``seeds`` keeps only
     the first ``seeds`` values of the ``seed`` list (a cheaper run whose cells,
     and store keys, are a subset of the full profile's).
     """
     grid = dict(experiment.grids[check_profile(profile)])
+    for k, vals in check_overrides(overrides).items():
+        if k in grid:
+            grid[k] = vals
     if seeds is not None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise InvalidArgument("seeds", seeds, "must be an int >= 1 or None")

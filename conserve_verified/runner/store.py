@@ -35,6 +35,7 @@ __all__ = [
     "ResultStore",
     "atomic_write_json",
     "atomic_write_text",
+    "load_records",
     "quarantine_message",
 ]
 
@@ -159,3 +160,22 @@ class ResultStore:
         if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
             raise InvalidArgument("record file", str(p), f"is not a record with keys {RECORD_KEYS}")
         return rec
+
+
+def load_records(out_dir: pathlib.Path | str, status: str | None = "ok") -> Any:
+    """The records under ``out_dir`` as a :class:`pandas.DataFrame`, one row per cell.
+
+    Columns: ``experiment``, ``data``, ``profile``, ``key``, ``status``, ``seconds``,
+    ``error``, then ``config.<name>``, ``metrics.<name>`` and ``runtime.<name>`` for
+    every (nested) entry (``pandas.json_normalize``; lists stay Python lists).
+    Identity: ``len(load_records(d, s)) == len(ResultStore(d).records(status=s))``.
+    Corrupt record files are quarantined as by :meth:`ResultStore.records`.
+    """
+    import pandas as pd
+
+    recs = ResultStore(out_dir).records(status=status)
+    if not recs:
+        return pd.DataFrame(
+            columns=["experiment", "data", "profile", "key", "status", "seconds", "error"]
+        )
+    return pd.json_normalize(recs, sep=".")
