@@ -8,27 +8,45 @@ Derivation (energy of ``y = conserve(x, E)``)
 ---------------------------------------------
 Let ``u`` be the unit roundoff of the storage dtype (``2**-p`` for ``p``
 significand bits) and ``u_acc`` that of the accumulation dtype (float32 for
-float16/bfloat16/float32, float64 for float64).  The implementation
+float16/bfloat16/float32, float64 for float64).  The fast path
 
-1. sums ``x_i**2`` in the accumulation dtype by cascade (pairwise) summation:
-   relative error at most ``(ceil(log2 n) + 1) * u_acc`` (Higham, *Accuracy and
-   Stability*, §4.2), i.e. at most ``21 u_acc`` for ``n <= 2**20`` features;
-2. takes one square root, one division and one multiplication per element in the
-   accumulation dtype: at most ``3 u_acc`` more on every output element;
-3. rounds each output element once to the storage dtype: relative error ``u``.
+1. squares in the accumulation dtype (exact for float16/bfloat16 data; one
+   rounding each for float32/float64) and sums the squares with ``torch.sum``,
+   whose CPU kernel adds in a fixed *cascade* order (vector lanes, a 4-way ILP
+   split, a 4-level cascade of 16-term runs, then the lanes one by one; see
+   :mod:`conserve_verified.proof.finite`).  Every term goes through at most
+   ``h(n)`` roundings, so the relative error of the sum is at most
+   ``gamma_h = h u_acc / (1 - h u_acc)`` (Higham, *Accuracy and Stability*,
+   Lemma 3.1).  ``h(n)`` is computed from the kernel's order for vector widths
+   of 4, 8 and 16 lanes and up to 64 threads (a row of ``>= 32768`` elements
+   reduced alone is split into chunks whose sums are added in sequence):
+   ``h <= 36`` for ``n <= 1024``, ``<= 53`` for ``n <= 32767``, ``<= 133`` for
+   ``n <= 2**20``.  (An earlier version of this table assumed pairwise
+   summation, ``ceil(log2 n) + 1`` roundings, which is not the kernel's order.)
+2. computes ``rsqrt`` as ``1 / sqrt`` (two roundings), ``r = sqrt(E)`` in
+   float64 and rounds it to the accumulation dtype (two roundings), multiplies
+   them (one rounding) and multiplies each element (one rounding);
+3. rounds each output element once to the storage dtype (``u``; for
+   float32/float64 this is the multiply of step 2).
 
-So each output element is ``y_i (1 + d_i)`` with ``|d_i| <= u + 13 u_acc``
-(half of the summation error enters through the square root), and the energy
-``sum y_i**2 (1 + d_i)**2`` has relative error at most ``2 d + d**2``.  We round
-the constant up to
+The energy is ``E m q**2`` with ``q`` the common factor's relative error and
+``m`` a weighted mean of the per-element ``(1 + d_i)**2``; its worst case over
+the box of the rounding variables is
+:func:`conserve_verified.proof.finite.energy_error_bound`, and the
+finite-precision theorems ``FP16``/``BF16`` prove it in Z3 from one variable
+per operation.  The table rounds it up:
 
-    ``energy_rtol = 2 u + u**2 + 32 u_acc``                    (valid for n <= 2**20)
+    ``energy_rtol(n) = 2 u + u**2 + c(n) u_acc``, ``c(n) = 48`` for ``n <= 1024``,
+    ``72`` for ``n <= 32767``, ``160`` for ``n <= 2**20``
+
+(``tests/test_proof_finite.py`` checks that every ``c(n)`` dominates the
+derived bound of every dtype).  ``DtypeTolerance.energy_rtol`` is the value
+valid for every ``n <= 2**20`` (``c = 160``); :func:`energy_atol` uses ``c(n)``.
+The wide (float64) path rounds less and stays within the same bound.
 
 Elements that land in the subnormal range lose relative precision; their
 absolute error is at most half the smallest subnormal ``s``, which adds at most
-``s * sqrt(n E) + n s**2`` to the absolute energy error (Cauchy-Schwarz).  The
-finite-precision theorems in ``proofs/`` bound the fp16 and bf16 error of the
-implemented algorithm and check that it sits inside this table.
+``s * sqrt(n E) + n s**2`` to the absolute energy error (Cauchy-Schwarz).
 """
 
 from __future__ import annotations
@@ -41,16 +59,26 @@ import torch
 from .errors import InvalidArgument, InvalidArgumentType
 
 __all__ = [
+    "ACCUMULATION_COEFFICIENTS",
     "MAX_FEATURES",
     "TOLERANCES",
     "DtypeTolerance",
     "accumulation_dtype",
     "energy_atol",
+    "energy_rtol_for",
     "tolerance",
 ]
 
 #: The energy tolerance is derived for at most this many features per sample.
 MAX_FEATURES = 2**20
+
+#: ``(n_max, c)``: for ``n <= n_max`` features the accumulation term of
+#: ``energy_rtol(n)`` is ``c * u_acc`` (first matching row; see the module docstring).
+ACCUMULATION_COEFFICIENTS: tuple[tuple[int, int], ...] = (
+    (1024, 48),
+    (32767, 72),
+    (MAX_FEATURES, 160),
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +91,9 @@ class DtypeTolerance:
         unit_roundoff: ``u = 2**-p`` of the storage dtype.
         accumulation_roundoff: ``u`` of the accumulation dtype.
         smallest_subnormal: spacing of the subnormal range of the storage dtype.
-        energy_rtol: ``2u + u**2 + 32 u_acc`` -- relative energy error bound of
-            :func:`conserve_verified.conserve` for up to ``MAX_FEATURES`` features.
+        energy_rtol: ``2u + u**2 + 160 u_acc`` -- relative energy error bound of
+            :func:`conserve_verified.conserve` for every ``n <= MAX_FEATURES``
+            features (:func:`energy_rtol_for` gives the tighter value for a given ``n``).
         function_rtol: relative tolerance for comparing two evaluations of the
             same network that differ by exact symmetries (gauge, sign flips):
             ``64 u`` (a few dozen roundings along a short chain of layers).
@@ -89,7 +118,7 @@ def _make(dtype: torch.dtype, accumulation: torch.dtype) -> DtypeTolerance:
         unit_roundoff=u,
         accumulation_roundoff=u_acc,
         smallest_subnormal=float(info.smallest_normal) * info.eps,
-        energy_rtol=2.0 * u + u * u + 32.0 * u_acc,
+        energy_rtol=2.0 * u + u * u + ACCUMULATION_COEFFICIENTS[-1][1] * u_acc,
         function_rtol=64.0 * u,
     )
 
@@ -120,12 +149,30 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return tolerance(dtype).accumulation
 
 
+def energy_rtol_for(dtype: torch.dtype, n: int) -> float:
+    """Relative energy error bound for ``n`` features: ``2u + u**2 + c(n) u_acc``.
+
+    Identity: ``energy_rtol_for(dtype, n) <= tolerance(dtype).energy_rtol`` for
+    every ``1 <= n <= MAX_FEATURES``, with equality for ``n > 32767``.
+    """
+    row = tolerance(dtype)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidArgumentType("n", n, "an int")
+    if not 1 <= n <= MAX_FEATURES:
+        raise InvalidArgument(
+            "n", n, f"the energy tolerance is derived for 1 <= n <= {MAX_FEATURES} features"
+        )
+    u, u_acc = row.unit_roundoff, row.accumulation_roundoff
+    c = next(c for n_max, c in ACCUMULATION_COEFFICIENTS if n <= n_max)
+    return 2.0 * u + u * u + c * u_acc
+
+
 def energy_atol(dtype: torch.dtype, energy: float, n: int) -> float:
     """Absolute bound on ``|energy(conserve(x, energy)) - energy|`` for ``n`` features.
 
-    Identity: ``energy_atol = energy_rtol * E + s * sqrt(n E) + n s**2`` where
-    ``s`` is the smallest subnormal of ``dtype`` (see module docstring).
+    Identity: ``energy_atol = energy_rtol_for(dtype, n) * E + s * sqrt(n E) + n s**2``
+    where ``s`` is the smallest subnormal of ``dtype`` (see module docstring).
     """
     row = tolerance(dtype)
     s = row.smallest_subnormal
-    return row.energy_rtol * energy + s * math.sqrt(n * energy) + n * s * s
+    return energy_rtol_for(dtype, n) * energy + s * math.sqrt(n * energy) + n * s * s
