@@ -325,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(summary.seconds, 2),
         }
     )
-    for exp, config, err in summary.failed:
+    for name, config, err in summary.failed:
         last = err.strip().splitlines()[-1] if err.strip() else "unknown error"
-        print(f"conserve-verified run: FAILED {exp} {config}: {last}", file=sys.stderr)
+        print(f"conserve-verified run: FAILED {name} {config}: {last}", file=sys.stderr)
     return 0 if summary.ok and not broken else 1

@@ -184,6 +184,10 @@ def execute_cell(exp: Experiment, config: dict[str, Any], ctx: RunContext) -> Re
     return rec
 
 
+#: (experiments folder, fingerprint) pairs this worker process has already checked.
+_CHECKED: set[tuple[pathlib.Path, str]] = set()
+
+
 def _import_checked(root: str | None, fingerprint: str | None) -> None:
     """Import ``experiments`` (from ``root`` when it exists here) and check its fingerprint."""
     from .discovery import import_experiments_package
@@ -203,7 +207,8 @@ def _import_checked(root: str | None, fingerprint: str | None) -> None:
         else:
             pkg = importlib.import_module("experiments")
     where = pathlib.Path(getattr(pkg, "__file__", "") or ".").resolve().parent
-    if fingerprint is not None:
+    if fingerprint is not None and (where, fingerprint) not in _CHECKED:
+        # once per worker process: the shipped copy cannot change under a running job
         got = experiments_fingerprint(where)
         if got != fingerprint:
             raise WrongCheckout(
@@ -211,6 +216,7 @@ def _import_checked(root: str | None, fingerprint: str | None) -> None:
                 f"(fingerprint {got}), not the driver's (fingerprint {fingerprint}): "
                 "another checkout; refusing to run its code"
             )
+        _CHECKED.add((where, fingerprint))
 
 
 def _execute_by_name(
@@ -428,7 +434,11 @@ def run_grid(
         raise InvalidArgument(
             "root", None, f"backend {backend!r} with workers={workers} needs root"
         )
-    fingerprint = experiments_fingerprint(root) if root is not None else None
+    # Ray workers import a shipped copy and check it against this fingerprint; local pool
+    # workers import ``root`` itself (another package already imported there is refused by
+    # :func:`.discovery.import_experiments_package`), so edits to the checkout during a run
+    # do not stop it.
+    fingerprint = experiments_fingerprint(root) if root is not None and backend == "ray" else None
     if backend == "ray":
         from .ray_backend import run_on_ray
 
