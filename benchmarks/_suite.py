@@ -36,6 +36,8 @@ class Profile:
         proof_timeout_s: solver timeout per claim.
         propagation: ``(inputs, width, depth, samples)`` of the predictor benchmark.
         hypothesis_examples: examples per property test.
+        compile_backend: ``torch.compile`` backend of the compiled rows (``"inductor"``;
+            ``"aot_eager"`` in the tiny profile: the same trace without a C++ build).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Profile:
     proof_timeout_s: float
     propagation: tuple[int, int, int, int]
     hypothesis_examples: int
+    compile_backend: str = "inductor"
 
     def dtype_objects(self) -> list[torch.dtype]:
         return [getattr(torch, d) for d in self.dtypes]
@@ -71,6 +74,7 @@ PROFILES: dict[str, Profile] = {
         proof_timeout_s=20.0,
         propagation=(2, 4, 3, 16),
         hypothesis_examples=2,
+        compile_backend="aot_eager",
     ),
     "quick": Profile(
         name="quick",

@@ -7,10 +7,14 @@ gradient) of:
 * ``conserve``: the library operator (fused fast path);
 * ``conserve_reference``: the same operator with the fast path disabled;
 * ``rms_norm``: ``F.rms_norm(x, (n,))``; ``normalize``: ``F.normalize(x, dim=-1)``;
-* ``copy``: ``x.clone()`` (forward only): reads and writes what the forward must.
+* ``copy``: ``x.clone()`` (forward only): reads and writes what the forward must;
+* ``*_compiled``: ``conserve``, ``rms_norm`` and ``normalize`` each under
+  ``torch.compile(fullgraph=True, dynamic=False)`` (backend ``profile.compile_backend``),
+  compiled before timing.
 
 Ratios (``< 1`` means faster than the baseline): ``fwd_vs_peer`` and
-``fwd_bwd_vs_peer`` against the faster of ``rms_norm`` and ``normalize``;
+``fwd_bwd_vs_peer`` against the faster of ``rms_norm`` and ``normalize``
+(``compiled_*`` the same for the compiled candidates against the faster compiled peer);
 ``fused_speedup_*`` = reference time / fused time; ``fwd_bandwidth_vs_copy`` =
 the forward's bandwidth as a fraction of the copy's (both move ``2 N`` bytes);
 ``fwd_bwd_bandwidth_vs_copy`` = the bandwidth of the ``5 N`` bytes forward and
@@ -48,6 +52,15 @@ def _ops(n: int) -> dict[str, Op]:
     }
 
 
+def _compiled_ops(n: int, backend: str) -> dict[str, Op]:
+    """The three operators under ``torch.compile(fullgraph=True)``; one graph per shape."""
+    return {
+        f"{name}_compiled": torch.compile(op, fullgraph=True, dynamic=False, backend=backend)
+        for name, op in _ops(n).items()
+        if name != "conserve_reference"
+    }
+
+
 def _context(name: str) -> contextlib.AbstractContextManager[None]:
     """The reference candidate runs (forward and backward) with the fast path disabled."""
     return _fused.disabled() if name == "conserve_reference" else contextlib.nullcontext()
@@ -77,7 +90,7 @@ def shape_row(
     x = torch.randn(batch, n, generator=gen, device=device).to(dtype)
     g = torch.randn(batch, n, generator=gen, device=device).to(dtype)
     xg = x.clone().requires_grad_(True)
-    ops = _ops(n)
+    ops = {**_ops(n), **_compiled_ops(n, profile.compile_backend)}
     candidates: dict[str, Callable[[], Any]] = {}
     for name, op in ops.items():
         candidates[f"{name}.fwd"] = _fwd(name, op, x)
@@ -88,6 +101,8 @@ def shape_row(
     ms = {k: v["median_ms"] for k, v in t.items()}
     peer_f = min(ms["rms_norm.fwd"], ms["normalize.fwd"])
     peer_fb = min(ms["rms_norm.fwd_bwd"], ms["normalize.fwd_bwd"])
+    cpeer_f = min(ms["rms_norm_compiled.fwd"], ms["normalize_compiled.fwd"])
+    cpeer_fb = min(ms["rms_norm_compiled.fwd_bwd"], ms["normalize_compiled.fwd_bwd"])
     nbytes = x.numel() * x.element_size()
     copy_gbs = 2 * nbytes / (ms["copy.fwd"] * 1e-3) / 1e9
     return {
@@ -105,7 +120,11 @@ def shape_row(
             "fused_speedup_fwd_bwd": ms["conserve_reference.fwd_bwd"] / ms["conserve.fwd_bwd"],
             "fwd_bandwidth_vs_copy": ms["copy.fwd"] / ms["conserve.fwd"],
             "fwd_bwd_bandwidth_vs_copy": 2.5 * ms["copy.fwd"] / ms["conserve.fwd_bwd"],
+            "compiled_fwd_vs_peer": ms["conserve_compiled.fwd"] / cpeer_f,
+            "compiled_fwd_bwd_vs_peer": ms["conserve_compiled.fwd_bwd"] / cpeer_fb,
+            "compiled_fwd_vs_eager_peer": ms["conserve_compiled.fwd"] / peer_f,
         },
+        "compile_backend": profile.compile_backend,
         "copy_gb_per_s": copy_gbs,
         "conserve_fwd_gb_per_s": 2 * nbytes / (ms["conserve.fwd"] * 1e-3) / 1e9,
         "conserve_fwd_bwd_gb_per_s": 5 * nbytes / (ms["conserve.fwd_bwd"] * 1e-3) / 1e9,

@@ -15,12 +15,17 @@ time / plain time (``1.05`` = 5% overhead).  A third candidate, ``normalized``,
 is the plain pipeline with ``F.normalize`` over the same feature dims at every
 boundary (a boundary hook): the cost of torch's own normalisation at the same
 places, i.e. the floor any out-of-place per-sample rescaling pays there.
+
+Compiled rows: the plain and the conserved model under ``torch.compile(fullgraph=True)``
+(backend ``profile.compile_backend``), the conserved one with checks off and on
+(the contract is an opaque op that reads the mode when the compiled code runs);
+MLP only (compiling the ResNet-18 takes minutes on the 2-core reference machine).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -73,17 +78,34 @@ def _normalized_step(plain: Pipeline, x: torch.Tensor, train: bool) -> Callable[
 
 
 def model_row(
-    name: str, plain: Pipeline, conserved: nn.Module, x: torch.Tensor, profile: Profile
+    name: str,
+    plain: Pipeline,
+    conserved: nn.Module,
+    x: torch.Tensor,
+    profile: Profile,
+    compiled_rows: bool = False,
 ) -> dict[str, Any]:
     """Timings of ``plain``, ``conserved`` (checks off/on), ``normalized`` and their ratios."""
     plain.eval()
     conserved.eval()
+    backend = profile.compile_backend
+    # torch.compile of a module returns a module (OptimizedModule) sharing its parameters
+    compiled_plain = cast(
+        nn.Module, torch.compile(plain, fullgraph=True, dynamic=False, backend=backend)
+    )
+    compiled = cast(
+        nn.Module, torch.compile(conserved, fullgraph=True, dynamic=False, backend=backend)
+    )
     candidates: dict[str, Callable[[], Any]] = {}
     for train, label in ((False, "fwd"), (True, "fwd_bwd")):
         candidates[f"plain.{label}"] = _step(plain, x, train, "off")
         candidates[f"conserved.{label}"] = _step(conserved, x, train, "off")
         candidates[f"conserved_checks.{label}"] = _step(conserved, x, train, "raise")
         candidates[f"normalized.{label}"] = _normalized_step(plain, x, train)
+        if compiled_rows:
+            candidates[f"plain_compiled.{label}"] = _step(compiled_plain, x, train, "off")
+            candidates[f"conserved_compiled.{label}"] = _step(compiled, x, train, "off")
+            candidates[f"conserved_compiled_checks.{label}"] = _step(compiled, x, train, "raise")
     t = best_of_rounds(candidates, profile.min_run_time, profile.threads, profile.rounds)
     ms = {k: v["median_ms"] for k, v in t.items()}
     ratios = {}
@@ -96,6 +118,16 @@ def model_row(
             ms[f"conserved_checks.{label}"] / ms[f"conserved.{label}"]
         )
         ratios[f"normalize_vs_plain.{label}"] = ms[f"normalized.{label}"] / ms[f"plain.{label}"]
+        if compiled_rows:
+            ratios[f"compiled_conserved_vs_plain.{label}"] = (
+                ms[f"conserved_compiled.{label}"] / ms[f"plain_compiled.{label}"]
+            )
+            ratios[f"compiled_checks_on_vs_plain.{label}"] = (
+                ms[f"conserved_compiled_checks.{label}"] / ms[f"plain_compiled.{label}"]
+            )
+            ratios[f"compiled_checks_on_vs_off.{label}"] = (
+                ms[f"conserved_compiled_checks.{label}"] / ms[f"conserved_compiled.{label}"]
+            )
     return {"model": name, "input_shape": list(x.shape), "timings": t, "ratios": ratios}
 
 
@@ -105,7 +137,8 @@ def run(profile: Profile) -> dict[str, Any]:
     batch, width = profile.mlp
     stages = mlp_stages((width,), num_classes=10, width=width, depth=4)
     x = torch.randn(batch, width)
-    rows = [model_row("mlp", Pipeline(*stages), Conserved(*stages, energy=width), x, profile)]
+    conserved = Conserved(*stages, energy=width)
+    rows = [model_row("mlp", Pipeline(*stages), conserved, x, profile, compiled_rows=True)]
 
     batch, base, size = profile.resnet
     shape = (3, size, size)

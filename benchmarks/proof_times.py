@@ -29,7 +29,7 @@ def run(profile: Profile) -> dict[str, Any]:
     registered = len(theorems)
     if profile.max_theorems is not None:
         theorems = theorems[: profile.max_theorems]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for theorem in theorems:
         verdict = proof.check_theorem(theorem, profile.proof_timeout_s)
         mutants = [(m, proof.check_mutant(m, profile.proof_timeout_s)) for m in theorem.mutants]
@@ -38,6 +38,7 @@ def run(profile: Profile) -> dict[str, Any]:
                 "id": theorem.id,
                 "theory": theorem.theory,
                 "backend": verdict.backend,
+                "scope": theorem.scope.kind if theorem.scope is not None else "",
                 "status": str(verdict.status),
                 "expected": str(theorem.expect),
                 "claim_s": verdict.time_s,

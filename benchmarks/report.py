@@ -90,8 +90,51 @@ def _operator(sec: dict[str, Any]) -> list[str]:
             for r in rows
         ],
     )
+    out += [
+        "",
+        "Compiled (`torch.compile(fullgraph=True)`, backend "
+        f"`{rows[0].get('compile_backend', 'inductor')}`; ms; ratio = compiled conserve / faster "
+        "compiled peer):",
+        "",
+    ]
+    out += _table(
+        [
+            "device",
+            "dtype",
+            "batch × features",
+            "conserve fwd",
+            "rms_norm fwd",
+            "normalize fwd",
+            "fwd ratio",
+            "conserve fwd+bwd",
+            "rms_norm fwd+bwd",
+            "normalize fwd+bwd",
+            "fwd+bwd ratio",
+        ],
+        [
+            [
+                r["device"],
+                r["dtype"],
+                f"{r['batch']} × {r['features']}",
+                _ms(r, "conserve_compiled.fwd"),
+                _ms(r, "rms_norm_compiled.fwd"),
+                _ms(r, "normalize_compiled.fwd"),
+                r["ratios"]["compiled_fwd_vs_peer"],
+                _ms(r, "conserve_compiled.fwd_bwd"),
+                _ms(r, "rms_norm_compiled.fwd_bwd"),
+                _ms(r, "normalize_compiled.fwd_bwd"),
+                r["ratios"]["compiled_fwd_bwd_vs_peer"],
+            ]
+            for r in rows
+            if "conserve_compiled.fwd" in r["timings"]
+        ],
+    )
     if not any(r["device"] == "cuda" for r in rows):
-        out += ["", "No CUDA device in this run: the GPU targets are not measured here."]
+        out += [
+            "",
+            "No CUDA device in this run (no GPU was lent to this task): the GPU rows "
+            "(16384 × 4096 and × 8192) are not measured here.",
+        ]
     return out
 
 
@@ -129,6 +172,38 @@ def _pipeline(sec: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+    compiled_rows = [
+        [
+            r["model"],
+            " × ".join(map(str, r["input_shape"])),
+            name,
+            _ms(r, f"plain_compiled.{label}"),
+            _ms(r, f"conserved_compiled.{label}"),
+            r["ratios"][f"compiled_conserved_vs_plain.{label}"],
+            _ms(r, f"conserved_compiled_checks.{label}"),
+            r["ratios"][f"compiled_checks_on_vs_plain.{label}"],
+            r["ratios"][f"compiled_checks_on_vs_off.{label}"],
+        ]
+        for r in sec["rows"]
+        for label, name in (("fwd", "forward"), ("fwd_bwd", "forward + backward"))
+        if f"conserved_compiled.{label}" in r["timings"]
+    ]
+    if compiled_rows:
+        out += ["", "Compiled (`torch.compile(fullgraph=True)` of the whole model):", ""]
+        out += _table(
+            [
+                "model",
+                "input",
+                "pass",
+                "plain ms",
+                "conserved ms (checks off)",
+                "ratio",
+                "conserved ms (checks on)",
+                "ratio",
+                "checks on / off",
+            ],
+            compiled_rows,
+        )
     out += [
         "",
         f"Target: MLP ratio with checks off ≤ {MLP_OVERHEAD_TARGET}.  The last column is the "
@@ -141,11 +216,21 @@ def _pipeline(sec: dict[str, Any]) -> list[str]:
 def _proofs(sec: dict[str, Any]) -> list[str]:
     out = ["## Proof suite: seconds per theorem", ""]
     out += _table(
-        ["theorem", "theory", "backend", "verdict (expected)", "claim s", "mutants", "mutants s"],
+        [
+            "theorem",
+            "theory",
+            "scope",
+            "backend",
+            "verdict (expected)",
+            "claim s",
+            "mutants",
+            "mutants s",
+        ],
         [
             [
                 r["id"],
                 r["theory"],
+                r.get("scope", ""),
                 r["backend"],
                 f"{r['status']} ({r['expected']})",
                 r["claim_s"],

@@ -61,6 +61,23 @@ def test_bench_sections_subset_and_python_m_entry(capsys: pytest.CaptureFixture[
     assert bench_main(["--tiny", "--sections", "operator"]) == 0
     out = capsys.readouterr().out
     assert "## Operator" in out and "## Pipeline" not in out
+    assert "Compiled (`torch.compile(fullgraph=True)`" in out
+
+
+def test_bench_compiled_rows_are_ratios_of_their_times() -> None:
+    result = benchmarks.run("tiny", ["operator", "pipeline"])
+    for r in result["sections"]["operator"]["rows"]:
+        ms = {k: v["median_ms"] for k, v in r["timings"].items()}
+        peer = min(ms["rms_norm_compiled.fwd"], ms["normalize_compiled.fwd"])
+        assert math.isclose(r["ratios"]["compiled_fwd_vs_peer"], ms["conserve_compiled.fwd"] / peer)
+    mlp, resnet = result["sections"]["pipeline"]["rows"]
+    ms = {k: v["median_ms"] for k, v in mlp["timings"].items()}
+    for label in ("fwd", "fwd_bwd"):
+        assert math.isclose(
+            mlp["ratios"][f"compiled_checks_on_vs_off.{label}"],
+            ms[f"conserved_compiled_checks.{label}"] / ms[f"conserved_compiled.{label}"],
+        )
+    assert not any("compiled" in k for k in resnet["timings"])
 
 
 def test_bench_rejects_unknown_profile_and_section() -> None:
