@@ -209,3 +209,16 @@ def test_summary_has_one_line_per_claim_and_dataset_with_its_command(
     assert "reproduced: 2" in e1 and "ours 41.3 [37.7, 44.9] (n=3) vs paper 40.0" in e1
     assert f"`conserve-verified run toyclaims --profile quick --data digits --out {out}`" in e1
     assert "refuted: 2, proved: 1" in lines[5] and "verify --json" in lines[5]
+
+
+def test_data_label_of_the_experiment_overrides_the_runs_dataset(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "out"
+    _store(out, "quick")
+    disc = _discovery(tmp_path)
+    disc.experiments["toyclaims"].module.DATA_LABEL = "simulator ({data})"  # type: ignore[attr-defined]
+    res = build_report(out, disc)
+    from conserve_verified.data import dataset_label
+
+    assert {r["data"] for r in res.rows if r["claim"] == "E1"} == {
+        f"simulator ({dataset_label('digits')})"
+    }

@@ -20,6 +20,16 @@ An experiment is a module ``experiments/<name>.py`` (or a package
     Markdown section for the experiment's records (dicts with keys
     ``"experiment"``, ``"config"``, ``"metrics"``); writes its PNG plots into
     ``out_dir`` and links them relatively.
+
+Optional:
+
+``claim_rows(records: list[dict]) -> list[dict]``
+    paper-vs-ours rows for the claims table (:mod:`.verdict`), one call per
+    (experiment, dataset) group of records.
+``DATA_LABEL: str``
+    what the cells run on when it is not just the run's ``--data`` (a
+    simulator, a grid axis of datasets); ``{data}`` in it stands for the run's
+    dataset label.  The report labels the experiment's rows with it.
 """
 
 from __future__ import annotations

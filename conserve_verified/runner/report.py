@@ -442,7 +442,7 @@ def build_report(
         if exp is None:
             problems.append(f"records of unknown experiment {name!r} ({len(recs)}) not reported")
             continue
-        label = _label(data)
+        label = str(getattr(exp.module, "DATA_LABEL", "") or "{data}").format(data=_label(data))
         try:
             section = exp.report(recs, out)
             sections.append(f"{section}\n\n*dataset: {label}; {len(recs)} records*\n")
