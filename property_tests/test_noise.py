@@ -22,6 +22,7 @@ from conserve_verified.noise import (
     MonocularDepthNoise,
     MultiplicativeNoise,
     NoiseInjector,
+    ReferenceScaled,
 )
 from conserve_verified.testing import float_dtypes
 
@@ -130,6 +131,41 @@ def test_depth_noise_scale_error_moments(seed: int, s_scale: float, s_pix: float
         return
     # ratio = s (1 + p z) is not Gaussian; its mean is tested with the known variance (CLT)
     _assert_mean(ratio[:, 0, 0], 1.0, var)
+
+
+@given(_seeds, _sigmas, st.floats(0.1, 10.0))
+def test_reference_scaled_noise_snr_against_the_clean_reference(
+    seed: int, sigma: float, inflate: float
+) -> None:
+    """ReferenceScaled(GaussianNoise(sigma)): noise / rms(clean) has variance ``sigma**2``,
+    whatever the scale of the (already perturbed) activation it is added to."""
+    clean = _signal(seed)
+    rms = clean.pow(2).mean(-1, keepdim=True).sqrt()
+    hook = ReferenceScaled(GaussianNoise(sigma, seed=seed))
+    hook.set_reference([clean])
+    h = clean * inflate
+    u = (hook(h, 0) - h) / rms
+    _assert_mean(u[:, 0], 0.0, sigma**2)
+    _assert_variance(u[:, 1], sigma**2)
+
+
+_small = st.one_of(st.just(0.0), st.floats(1e-3, 0.3))
+
+
+@given(_seeds, _small, _small)
+def test_depth_noise_shift_moments(seed: int, s_scale: float, s_shift: float) -> None:
+    """MonocularDepthNoise shift: ``E[d'] = d``, ``Var[d'] = d² s² + shift²`` (no pixel error)."""
+    d = torch.full((ROWS, 2, 2), 0.8, dtype=torch.float64)
+    inj = MonocularDepthNoise(
+        scale_sigma=s_scale, pixel_sigma=0.0, shift_sigma=s_shift, hole_prob=0.0, seed=seed
+    )
+    e = (inj(d) - d)[:, 0, 0]
+    var = 0.64 * s_scale**2 + s_shift**2
+    if var == 0.0:
+        torch.testing.assert_close(e, torch.zeros_like(e))
+        return
+    _assert_mean(e, 0.0, var)
+    _assert_variance(e, var)
 
 
 @given(_seeds, st.floats(0.01, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
