@@ -67,6 +67,7 @@ __all__ = [
     "forward",
     "is_enabled",
     "rows_view",
+    "sum_squares",
 ]
 
 #: Bytes of accumulation-dtype data per block (per scratch buffer).  Blocks
@@ -257,6 +258,31 @@ def _backward_blocks(
         torch.mul(ya, d.div_(e), out=w)
         torch.sub(ga, w, out=w)
         torch.mul(w, scale[start:stop], out=out[start:stop])
+    return out
+
+
+def sum_squares(x2: torch.Tensor) -> torch.Tensor:
+    """Per-row ``sum(x * x)`` of a contiguous CPU ``(rows, n)`` tensor in its accumulation dtype.
+
+    Identity: equals ``(x2.to(acc) * x2.to(acc)).sum(-1, keepdim=True)`` bitwise (the same
+    per-row ``torch.sum`` on scratch blocks as the forward's sums of squares).
+    """
+    rows, n = x2.shape
+    acc = tolerance(x2.dtype).accumulation
+    out = torch.empty(rows, 1, dtype=acc)
+    br = _block_rows(rows, n, torch.finfo(acc).bits // 8)
+    work = _scratch(0, br * n, acc)
+    if acc == x2.dtype:
+        _row_dots(x2, x2, out, work, br)
+        return out
+    upcast = _scratch(1, br * n, acc)
+    for start in range(0, rows, br):
+        stop = min(rows, start + br)
+        xa = _rows(upcast, stop - start, n)
+        xa.copy_(x2[start:stop])
+        w = _rows(work, stop - start, n)
+        torch.mul(xa, xa, out=w)
+        torch.sum(w, -1, keepdim=True, out=out[start:stop])
     return out
 
 

@@ -61,16 +61,26 @@ from .errors import InvalidArgument, InvalidArgumentType
 __all__ = [
     "ACCUMULATION_COEFFICIENTS",
     "MAX_FEATURES",
+    "SUMMATION_HEIGHTS",
     "TOLERANCES",
     "DtypeTolerance",
     "accumulation_dtype",
     "energy_atol",
     "energy_rtol_for",
+    "summation_height_bound",
     "tolerance",
 ]
 
 #: The energy tolerance is derived for at most this many features per sample.
 MAX_FEATURES = 2**20
+
+#: ``(n_max, h)``: for ``n <= n_max`` terms, ``torch.sum`` on CPU rounds each term at
+#: most ``h`` times (lanes 4/8/16, up to 64 threads; module docstring, step 1).
+SUMMATION_HEIGHTS: tuple[tuple[int, int], ...] = (
+    (1024, 36),
+    (32767, 53),
+    (MAX_FEATURES, 133),
+)
 
 #: ``(n_max, c)``: for ``n <= n_max`` features the accumulation term of
 #: ``energy_rtol(n)`` is ``c * u_acc`` (first matching row; see the module docstring).
@@ -176,3 +186,16 @@ def energy_atol(dtype: torch.dtype, energy: float, n: int) -> float:
     row = tolerance(dtype)
     s = row.smallest_subnormal
     return energy_rtol_for(dtype, n) * energy + s * math.sqrt(n * energy) + n * s * s
+
+
+def summation_height_bound(n: int) -> int:
+    """Most roundings any term takes in a CPU ``torch.sum`` of ``n <= MAX_FEATURES`` terms.
+
+    Identity: ``>= conserve_verified.proof.finite.summation_height(n, lanes, 64)`` for
+    lanes 4, 8 and 16 (checked in ``tests/test_proof_finite.py``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidArgumentType("n", n, "an int")
+    if not 1 <= n <= MAX_FEATURES:
+        raise InvalidArgument("n", n, f"must be in [1, {MAX_FEATURES}]")
+    return next(h for n_max, h in SUMMATION_HEIGHTS if n <= n_max)

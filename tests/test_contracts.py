@@ -61,3 +61,46 @@ def test_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSERVE_CHECKS", "loud")
     with pytest.raises(InvalidArgument, match="CONSERVE_CHECKS='loud'"):
         get_mode()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 1.0 + 2.0**-20, 1.0 + 2.0**-14, 1.05])
+def test_check_energy_screen_agrees_with_float64_measurement(
+    dtype: torch.dtype, scale: float
+) -> None:
+    """``check_energy`` (float32 screen, float64 when undecided) == the float64 verdict."""
+    from conserve_verified._math import feature_count, normalize_dims
+    from conserve_verified.tolerances import energy_atol
+
+    gen = torch.Generator().manual_seed(5)
+    for shape, dim in (((33, 40), -1), ((4, 3, 5, 7), (1, 2, 3)), ((9, 40000), -1)):
+        x = torch.randn(shape, generator=gen, dtype=torch.float64)
+        y = (conserve(x, 2.0, dim).double() * scale).to(dtype)
+        dims = normalize_dims(y, dim)
+        f64 = torch.linalg.vector_norm(y, 2, dims, dtype=torch.float64).square()
+        atol = energy_atol(dtype, 2.0, feature_count(y, dims))
+        expected = bool(((f64 - 2.0).abs() <= atol).all())
+        assert check_energy(y, 2.0, dim)[0] == expected, (dtype, scale, shape)
+
+
+def test_check_energy_screen_never_passes_nonfinite() -> None:
+    from conserve_verified.contracts import _screen_passes
+
+    y = conserve(torch.randn(4, 8), 1.0)
+    assert _screen_passes(y, 1.0, (1,), 8, 1e-3)
+    y[2, 3] = float("inf")
+    assert not _screen_passes(y, 1.0, (1,), 8, 1e-3)
+    y[2, 3] = float("nan")
+    assert not _screen_passes(y, 1.0, (1,), 8, 1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n", [16, 512, 4096, 40000])
+def test_check_energy_screen_decides_conserve_outputs(dtype: torch.dtype, n: int) -> None:
+    """The float32 screen alone accepts ``conserve``'s outputs (no float64 pass needed)."""
+    from conserve_verified.contracts import _screen_passes
+    from conserve_verified.tolerances import energy_atol
+
+    x = torch.randn(8, n, generator=torch.Generator().manual_seed(n)).to(dtype)
+    y = conserve(x, 3.0)
+    assert _screen_passes(y, 3.0, (1,), n, energy_atol(dtype, 3.0, n))

@@ -243,3 +243,12 @@ def test_routed_conserve_equals_conserve_of_each_row_alone(dtype: torch.dtype) -
     routed = theory.routed_conserve(rows, 1.0)
     for i in range(rows.shape[0]):
         assert torch.equal(routed[i], conserve(rows[i : i + 1], 1.0)[0]), float(rows[i])
+
+
+def test_summation_height_table_dominates_engine_heights() -> None:
+    """``tolerances.SUMMATION_HEIGHTS`` bounds the engine's height for every range."""
+    from conserve_verified.tolerances import SUMMATION_HEIGHTS, summation_height_bound
+
+    for n_max, h in SUMMATION_HEIGHTS:
+        assert h >= max(summation_height(n_max, lanes, 64) for lanes in (4, 8, 16))
+        assert summation_height_bound(n_max) == h
