@@ -9,10 +9,17 @@ The mode is read from the environment variable ``CONSERVE_CHECKS``:
 ``off``
     contracts are skipped entirely: no extra pass over memory, no host sync.
 
-Cost when on: one reduction over each checked tensor (the energy of every
-sample, computed in float64) and one host synchronisation per check; see the
-benchmark ``checks_on_vs_off`` for measured numbers.  The mode can also be set
-for a block of code with :func:`checks`.
+Cost when on: one reduction over each checked tensor and one host
+synchronisation per check.  The energy check's verdict is the float64 one: a
+float32 screen with a proven measurement bound accepts a sample only when its
+float64 energy is provably within tolerance, and anything undecided is
+measured again in float64 (:func:`check_energy`); see the pipeline benchmark
+(checks on vs off) for measured numbers.  The mode can also be set for a block
+of code with :func:`checks`.
+
+Under :func:`torch.compile` (``fullgraph=True`` works) :func:`assert_energy` is
+an opaque custom op that reads the mode when the compiled code runs, so
+compiled graphs keep their checks and have no graph break.
 """
 
 from __future__ import annotations
