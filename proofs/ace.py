@@ -25,7 +25,18 @@ from conserve_verified.equivariance import (
     dihedral_images,
     trivial,
 )
-from conserve_verified.proof import Mutant, Theorem, all_of, register, sympy_identity, z3_implies
+from conserve_verified.proof import (
+    InnerProductSpace,
+    Mutant,
+    Theorem,
+    all_of,
+    general,
+    gram_identity,
+    instance,
+    register,
+    sympy_identity,
+    z3_implies,
+)
 
 THEORY = "ace"
 TWINS_EQ = "property_tests/test_equivariance_properties.py"
@@ -137,10 +148,15 @@ A1 = register(
         name="group averaging is the orthogonal projection onto equivariant maps",
         statement=(
             "For a finite group acting linearly, P(W) = (1/|G|) sum_g rho_out(g)^-1 W rho_in(g) "
-            "is idempotent, every P(W) is exactly equivariant, and for orthogonal "
+            "is idempotent, its image is exactly equivariant, and for orthogonal "
             "representations P is self-adjoint, hence the orthogonal projection onto the "
-            "equivariant subspace; checked with symbolic W on the library's D4 and C_n "
-            "representations and on D3 acting on the plane."
+            "equivariant subspace; proved with symbolic W for the library's D4 and C_n "
+            "representations and for D3 acting on the plane."
+        ),
+        scope=instance(
+            "symbolic W for the library's D4 (2x2 and 3x3 images), C4 on R^4, C3 on R^3 and D3 "
+            "on the plane; the general finite-group argument is in the module docstring, not "
+            "machine-checked"
         ),
         assumptions=(
             "G finite; rho_in, rho_out representations of G (rho(a) rho(b) = rho(ab))",
@@ -181,24 +197,31 @@ A1 = register(
 
 # ----------------------------------------------------------------------------- A2
 
-_lam, _eta, _v, _eps = z3.Reals("lam eta v eps")
+_lam, _eta, _v, _eps, _mu = z3.Reals("lam eta v eps mu")
 _step = _lam + _eta * (_v - _eps)
+_new = z3.If(_step > 0, _step, 0)  # lam' = max(0, lam + eta (v - eps))
 
 A2 = register(
     Theorem(
         id="A2",
-        name="the projected dual update keeps the dual variable non-negative",
+        name="the projected dual update is a projection that tracks the violation",
         statement=(
-            "lam <- max(0, lam + eta (v - eps)) is >= 0 for every lam >= 0, step eta > 0, "
-            "measured violation v and tolerance eps; where the ascent step is already "
-            ">= 0 it is taken unchanged."
+            "The dual update lam' = max(0, z) with z = lam + eta (v - eps) is the Euclidean "
+            "projection of the ascent step z onto lam >= 0 (lam' >= 0 and (lam' - z)(mu - lam') "
+            ">= 0 for every mu >= 0); with eta > 0 it increases lam strictly when the constraint "
+            "is violated (v > eps), and for lam >= 0 it never increases lam when the constraint "
+            "holds (v <= eps)."
         ),
-        assumptions=("lam >= 0", "eta > 0"),
-        claim=z3_implies(
-            [_lam >= 0, _eta > 0],
-            z3.And(
-                z3.If(_step > 0, _step, 0) >= 0,
-                z3.Implies(_step >= 0, z3.If(_step > 0, _step, 0) == _step),
+        assumptions=("eta > 0", "lam >= 0 (for the last part)", "mu >= 0 (the projection test)"),
+        scope=general("every lam, step eta > 0, violation v and tolerance eps (scalar dual)"),
+        claim=all_of(
+            z3_implies([_mu >= 0], z3.And(_new >= 0, (_new - _step) * (_mu - _new) >= 0)),
+            z3_implies([_eta > 0, _v > _eps], _new > _lam),
+            z3_implies([_lam >= 0, _eta > 0, _v <= _eps], _new <= _lam),
+            labels=(
+                "projection onto lam >= 0 (variational inequality)",
+                "violated constraint: the dual increases",
+                "satisfied constraint: the dual does not increase",
             ),
         ),
         mutants=(
@@ -206,6 +229,11 @@ A2 = register(
                 id="no-clamp",
                 description="plain dual ascent lam + eta (v - eps) goes negative when v < eps",
                 claim=z3_implies([_lam >= 0, _eta > 0], _step >= 0),
+            ),
+            Mutant(
+                id="negative-dual-allowed",
+                description="without lam >= 0 a satisfied constraint can raise the dual (to 0)",
+                claim=z3_implies([_eta > 0, _v <= _eps], _new <= _lam),
             ),
         ),
         property_test=f"{TWINS_C}::test_dual_update_nonnegative",
@@ -216,6 +244,8 @@ A2 = register(
 # ----------------------------------------------------------------------------- A3
 
 _h = z3.Reals("h1 h2 h3")
+_HS = InnerProductSpace("h")
+_Es = sp.Symbol("E", positive=True)
 _E, _r, _rho, _eps3 = z3.Reals("E r rho eps")
 _shell = [
     _E > 0,
@@ -233,11 +263,28 @@ A3 = register(
         id="A3",
         name="at tolerance 0 the energy constraint's feasible set is the conserved set",
         statement=(
-            "For h != 0: | ||h||^2 - E | <= 0 if and only if h = C_E(h) = sqrt(E) h / ||h|| "
-            "(checked over the reals in dimension 3)."
+            "In every dimension, for h != 0: | ||h||^2 - E | <= 0 if and only if "
+            "h = C_E(h) = sqrt(E) h / ||h||."
         ),
-        assumptions=("E > 0", "h != 0 (rho = ||h|| > 0)"),
-        claim=z3_implies(_shell, (_abs_gap <= 0) == _fixed),
+        assumptions=("E > 0", "h != 0 (rho = ||h|| > 0)", "h in R^n, any n >= 1"),
+        scope=general("every dimension n >= 1"),
+        claim=all_of(
+            gram_identity(
+                _HS,
+                _HS.energy(sp.sqrt(_Es) / _HS.norm(_HS.vec("h")) * _HS.vec("h") - _HS.vec("h")),
+                (sp.sqrt(_Es) / _HS.norm(_HS.vec("h")) - 1) ** 2 * _HS.energy(_HS.vec("h")),
+                latex=r"\lVert C_E(h) - h\rVert^2 = (r/\rho - 1)^2 \rho^2\quad(\forall n)",
+            ),
+            z3_implies(
+                [_E > 0, _r > 0, _r * _r == _E, _rho > 0],
+                (z3.If(_rho * _rho - _E >= 0, _rho * _rho - _E, _E - _rho * _rho) <= 0)
+                == ((_r / _rho - 1) * (_r / _rho - 1) * _rho * _rho == 0),
+            ),
+            labels=(
+                "||C_E(h) - h||^2 in (r, rho), every dimension",
+                "zero gap iff (r/rho - 1)^2 rho^2 = 0 (so iff C_E(h) = h)",
+            ),
+        ),
         mutants=(
             Mutant(
                 id="positive-tolerance",

@@ -20,19 +20,19 @@ the orbit tangent ``t = (w, beta, -v)`` is the directional derivative
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sympy as sp
 import z3
 
 from conserve_verified.proof import (
+    InnerProductSpace,
     Mutant,
-    Status,
     Theorem,
-    Verdict,
     all_of,
-    custom,
+    general,
+    gram_identity,
+    instance,
     register,
+    sum_identity,
     sympy_identity,
     z3_implies,
 )
@@ -49,6 +49,7 @@ mu = sp.Symbol("mu", positive=True)
 W, X, B, V, Gs = (sp.IndexedBase(name) for name in ("W", "x", "b", "V", "g"))
 phi = sp.Function("phi")
 dphi = sp.Function("dphi")  # phi'
+SIZES = (n, h, m, N)
 
 
 def _z3_relu(z: z3.ArithRef, slope: z3.ArithRef | float = 0) -> z3.ArithRef:
@@ -64,85 +65,6 @@ def _euler(expr: sp.Expr) -> sp.Expr:
         lambda e: dphi(*e.expr.args),
     )
     return expr.replace(phi, lambda z: z * dphi(z))
-
-
-def _canonical_dummies(expr: sp.Expr) -> sp.Expr:
-    """Rename every summation variable to one canonical dummy per upper limit (alpha-renaming)."""
-    dummies: dict[sp.Expr, sp.Symbol] = {}
-
-    def rename(e: sp.Sum) -> sp.Sum:
-        var, lo, hi = e.limits[0]
-        d = dummies.setdefault(hi, sp.Symbol(f"_sum_{hi}", integer=True))
-        body = e.function.xreplace({var: d})
-        out = sp.Sum(body, (d, lo, hi), *e.limits[1:])
-        return out
-
-    return expr.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) == 1, rename)
-
-
-def _reduces_to_zero(expr: sp.Expr) -> bool:
-    e = _canonical_dummies(sp.expand(expr.doit()))
-    for step in (sp.expand, sp.simplify, lambda x: sp.simplify(sp.factor_terms(sp.expand(x)))):
-        e = step(e)
-        if e == 0:
-            return True
-    return False
-
-
-def _instance_value(expr: sp.Expr, width: int, seed: int) -> sp.Expr:
-    """``expr`` at widths ``n = h = m = N = width``, integer entries from ``seed``, phi' = 1.
-
-    ``phi' = 1`` is the active region of a ReLU-type activation, consistent with
-    Euler's identity (which :func:`_euler` has already applied).
-    """
-    import random
-
-    rng = random.Random(seed)
-    inst = expr.subs({n: width, h: width, m: width, N: width}).doit()
-    inst = inst.replace(dphi, lambda _z: sp.Integer(1))
-    values = {e: sp.Integer(rng.randint(-5, 5)) for e in sorted(inst.atoms(sp.Indexed), key=str)}
-    values[mu] = sp.Integer(rng.randint(1, 5))
-    return sp.simplify(inst.xreplace(values))
-
-
-def _symbolic(name: str, build: Callable[[], sp.Expr]) -> Callable[[float], Verdict]:
-    """A custom check of ``build() == 0`` for general widths.
-
-    PROVED iff the expression reduces to 0 symbolically; otherwise it is
-    evaluated exactly on small explicit instances and REFUTED with the first
-    instance where it is nonzero (re-checked by :func:`_recheck`), else UNKNOWN.
-    """
-
-    def check(timeout_s: float) -> Verdict:
-        expr = build()
-        if _reduces_to_zero(expr):
-            return Verdict(Status.PROVED, f"{name}: reduces to 0 symbolically", backend="sympy")
-        for width in (1, 2):
-            for seed in range(4):
-                value = _instance_value(expr, width, seed)
-                if value != 0:
-                    return Verdict(
-                        Status.REFUTED,
-                        f"{name}: equals {value} != 0 at widths {width}, entries seed {seed}",
-                        {"name": name, "width": str(width), "seed": str(seed)},
-                        backend="sympy",
-                    )
-        return Verdict(
-            Status.UNKNOWN, f"{name}: not reduced to 0, no instance found", backend="sympy"
-        )
-
-    check.__qualname__ = f"gauge.{name}"
-    _BUILDERS[name] = build
-    return check
-
-
-_BUILDERS: dict[str, Callable[[], sp.Expr]] = {}
-
-
-def _recheck(cex: dict[str, str]) -> str | None:
-    """Re-evaluate a counterexample of :func:`_symbolic` exactly; ``None`` if confirmed."""
-    value = _instance_value(_BUILDERS[cex["name"]](), int(cex["width"]), int(cex["seed"]))
-    return None if value != 0 else f"value is 0 at {cex}"
 
 
 # --------------------------------------------------------------------------- the layer
@@ -197,6 +119,9 @@ def _in_range_gradient(expr: sp.Expr, var: sp.Indexed) -> sp.Expr:
 # --------------------------------------------------------------------------- G1
 
 _z, _s, _al = z3.Reals("z s alpha")
+_ALPHA_1 = sp.Symbol("alpha", positive=True)
+_ALPHAS = sp.IndexedBase("alpha", positive=True)
+_ZS = sp.IndexedBase("z")
 _zs = z3.Reals("z1 z2 z3")
 _vs = z3.Reals("v1 v2 v3")
 _als = z3.Reals("alpha1 alpha2 alpha3")
@@ -215,25 +140,43 @@ G1 = register(
         name="orbit invariance",
         statement=(
             "For positively homogeneous phi (ReLU, leaky ReLU of any slope), phi(alpha z) = "
-            "alpha phi(z) for alpha > 0; hence scaling a hidden neuron's incoming weights and "
-            "bias by alpha and its outgoing weights by 1/alpha leaves the network unchanged."
+            "alpha phi(z) for alpha > 0; hence, for every layer width and every depth, scaling "
+            "hidden neurons' incoming weights and bias by alpha_k and their outgoing weights by "
+            "1/alpha_k leaves the network function unchanged."
         ),
-        assumptions=("alpha > 0 (each neuron its own alpha_k)", "phi = leaky ReLU, slope s real"),
+        assumptions=(
+            "alpha_k > 0 (each neuron its own alpha_k)",
+            "phi = leaky ReLU, slope s real",
+            "any input width n, layer width h, depth",
+        ),
+        scope=general(
+            "every input width n and layer width h (symbolic sums); every depth, since the next "
+            "layer's pre-activation is unchanged"
+        ),
         claim=all_of(
             z3_implies([_al > 0], _z3_relu(_al * _z, _s) == _al * _z3_relu(_z, _s)),
+            sum_identity(
+                sp.Sum(_ALPHA_1 * W[1, i] * X[i], (i, 1, n)) + _ALPHA_1 * B[1],
+                _ALPHA_1 * (sp.Sum(W[1, i] * X[i], (i, 1, n)) + B[1]),
+                sizes=(n,),
+                latex=r"(\alpha w)\cdot x + \alpha\beta = \alpha (w\cdot x + \beta)",
+            ),
+            sum_identity(
+                sp.Sum(V[j, k] / _ALPHAS[k] * (_ALPHAS[k] * phi(_ZS[k])), (k, 1, h)),
+                sp.Sum(V[j, k] * phi(_ZS[k]), (k, 1, h)),
+                sizes=(h,),
+                latex=r"\sum_{k=1}^{h} \frac{v_{jk}}{\alpha_k}\,\phi(\alpha_k z_k) = "
+                r"\sum_{k=1}^{h} v_{jk}\,\phi(z_k)",
+            ),
             z3_implies(
                 [a > 0 for a in _als],
                 _z3_layer(list(_als), _s) == _z3_layer([z3.RealVal(1)] * 3, _s),
             ),
-            sympy_identity(
-                sp.Sum(sp.Symbol("alpha") * W[1, i] * X[i], (i, 1, n)) + sp.Symbol("alpha") * B[1],
-                sp.Symbol("alpha") * (sp.Sum(W[1, i] * X[i], (i, 1, n)) + B[1]),
-                latex=r"(\alpha w)\cdot x + \alpha\beta = \alpha (w\cdot x + \beta)",
-            ),
             labels=(
-                "positive homogeneity of leaky ReLU",
-                "three neurons with independent scales (outputs of a layer)",
-                "pre-activation scales with the incoming weights (any width n)",
+                "positive homogeneity of leaky ReLU, phi(alpha z) = alpha phi(z)",
+                "pre-activation scales with the incoming weights (every width n)",
+                "next layer's pre-activation unchanged, homogeneity applied (every width h)",
+                "instance: three neurons with independent scales, leaky ReLU itself",
             ),
         ),
         mutants=(
@@ -274,6 +217,7 @@ G2 = register(
             "where the rescaled neuron is balanced (alpha^2 a = b/alpha^2)."
         ),
         assumptions=("a > 0", "b > 0", "alpha > 0"),
+        scope=general("every a > 0, b > 0 (a, b squared norms of any widths)"),
         claim=all_of(
             sympy_identity(sp.diff(_orbit_norm, t_).subs(t_, _t_star), 0),
             sympy_identity(_orbit_norm.subs(t_, _t_star), 2 * sp.sqrt(a_ * b_)),
@@ -324,47 +268,37 @@ G3 = register(
             "layer of general widths n (inputs), h (neurons), m (outputs), N samples",
             "x and g = dloss/dy arbitrary (any depth, any loss)",
         ),
+        scope=general("every width n, h, m and sample count N (symbolic sums); any depth, any loss"),
         claim=all_of(
             z3_implies(
                 [_z != 0],
                 z3.If(_z > 0, 1, _s) * _z == _z3_relu(_z, _s),
             ),
-            custom(
-                _symbolic("orbit-derivative", _orbit_derivative),
+            sum_identity(
+                _orbit_derivative(),
+                0,
+                sizes=SIZES,
                 latex=(
                     r"\frac{d}{d\epsilon} L\big(w(1+\epsilon), \beta(1+\epsilon), "
                     r"v(1-\epsilon)\big)\Big|_0 = \sum_{t,j} g_{jt} v_j "
                     r"\big(\phi'(z_t) z_t - \phi(z_t)\big) = 0"
                 ),
-                description=(
-                    "derivative of the linearised loss of a general-width layer along neuron 1's "
-                    "orbit tangent, reduced with Euler's identity phi(z) = z phi'(z)"
-                ),
-                backend="sympy",
             ),
-            custom(
-                _symbolic(
-                    "grad-delta-is-2t",
-                    lambda: (
-                        sp.diff(_imbalance(1 + eps, 1 - eps), eps).subs(eps, 0) - 2 * (_a() + _b())
-                    ),
-                ),
+            sum_identity(
+                sp.diff(_imbalance(1 + eps, 1 - eps), eps).subs(eps, 0),
+                2 * (_a() + _b()),
+                sizes=SIZES,
                 latex=r"\langle \nabla\delta, t\rangle = 2(a + b)",
-                description="imbalance along the tangent, general widths",
-                backend="sympy",
             ),
-            custom(
-                _symbolic(
-                    "grad-delta-entries",
-                    lambda: sp.Add(
-                        _in_range_gradient(_imbalance(), W[1, q]) - 2 * W[1, q],
-                        _in_range_gradient(_imbalance(), B[1]) - 2 * B[1],
-                        _in_range_gradient(_imbalance(), V[r, 1]) + 2 * V[r, 1],
-                    ),
+            sum_identity(
+                sp.Add(
+                    _in_range_gradient(_imbalance(), W[1, q]) - 2 * W[1, q],
+                    _in_range_gradient(_imbalance(), B[1]) - 2 * B[1],
+                    _in_range_gradient(_imbalance(), V[r, 1]) + 2 * V[r, 1],
                 ),
+                0,
+                sizes=SIZES,
                 latex=r"\nabla\delta = 2t = 2(w, \beta, -v)",
-                description="gradient of the imbalance is twice the orbit tangent (entrywise)",
-                backend="sympy",
             ),
             labels=(
                 "Euler's identity phi'(z) z = phi(z) for leaky ReLU (z != 0)",
@@ -385,12 +319,11 @@ G3 = register(
             Mutant(
                 id="non-homogeneous",
                 description="with phi(z) + 1 (e.g. softplus-like offset) the loss is not flat",
-                claim=custom(
-                    _symbolic("orbit-derivative-nonhomogeneous", lambda: _orbit_derivative(False)),
+                claim=sum_identity(
+                    _orbit_derivative(False),
+                    0,
+                    sizes=SIZES,
                     latex=r"\frac{d}{d\epsilon} L = 0 \text{ for } \phi + 1",
-                    description="orbit derivative with a non-homogeneous activation",
-                    recheck=_recheck,
-                    backend="sympy",
                 ),
             ),
         ),
@@ -440,18 +373,19 @@ G4 = register(
             "a neuron with general widths n (inputs), m (outputs)",
             "for R = mu sum_k delta_k^2 over a network, grad R = 4 mu sum_k delta_k t_k",
         ),
+        scope=general("every width n, h, m (symbolic sums)"),
         claim=all_of(
-            custom(
-                _symbolic("penalty-gradient-tangent", _tangent_gradient_residual),
+            sum_identity(
+                _tangent_gradient_residual(),
+                0,
+                sizes=SIZES,
                 latex=r"\nabla (\mu\delta^2) = 4\mu\delta\, t",
-                description="entrywise gradient of the penalty, general widths",
-                backend="sympy",
             ),
-            custom(
-                _symbolic("relaxation-rate", _relaxation_residual),
+            sum_identity(
+                _relaxation_residual(),
+                0,
+                sizes=SIZES,
                 latex=r"\dot\delta = \langle\nabla\delta, -\nabla R\rangle = -8\mu(a+b)\delta",
-                description="imbalance dynamics under the penalty flow, general widths",
-                backend="sympy",
             ),
             z3_implies(
                 [_zmu > 0, _zab > 0, _zd != 0],
@@ -467,15 +401,11 @@ G4 = register(
             Mutant(
                 id="rate-a-minus-b",
                 description="the rate is (a + b), not (a - b): tangent norms add",
-                claim=custom(
-                    _symbolic(
-                        "rate-a-minus-b",
-                        lambda: _relaxation_residual() - 16 * mu * _b() * _imbalance(),
-                    ),
+                claim=sum_identity(
+                    _relaxation_residual() - 16 * mu * _b() * _imbalance(),
+                    0,
+                    sizes=SIZES,
                     latex=r"\dot\delta = -8\mu(a-b)\delta",
-                    description="wrong relaxation rate",
-                    recheck=_recheck,
-                    backend="sympy",
                 ),
             ),
             Mutant(
@@ -509,6 +439,7 @@ G5 = register(
             "smallest w1^2 + w2^2 = 2|y| and so the largest stable step."
         ),
         assumptions=("y != 0", "eta > 0", "(w1, w2) on the minimum manifold w1 w2 = y"),
+        scope=instance("the scalar model f = w1 w2 with squared loss"),
         claim=all_of(
             sympy_identity(_hess, sp.Matrix([[w2**2, w1 * w2], [w1 * w2, w1**2]])),
             sympy_identity(_hess.det(), 0),
@@ -553,6 +484,7 @@ G5 = register(
 # --------------------------------------------------------------------------- G6
 
 _hv = sp.Matrix(sp.symbols("h1:4", real=True))
+_H6 = InnerProductSpace("h")
 _al6 = sp.Symbol("alpha", positive=True)
 _E6 = sp.Symbol("E", positive=True)
 _D6 = sp.diag(*sp.symbols("d1:4", positive=True))
@@ -576,9 +508,15 @@ G6 = register(
             "it becomes lam alpha^2 ||h||^2, whose infimum 0 is approached but not attained "
             "for h != 0."
         ),
-        assumptions=("E > 0", "h != 0", "lam > 0", "alpha > 0"),
+        assumptions=("E > 0", "h != 0", "lam > 0", "alpha > 0", "h in R^n, any n >= 1"),
+        scope=general("every dimension n >= 1 of the boundary, every alpha > 0"),
         claim=all_of(
-            sympy_identity(_c_e(_al6 * _hv), _c_e(_hv)),
+            gram_identity(
+                _H6,
+                sp.sqrt(_E6) / _H6.norm(_al6 * _H6.vec("h")) * (_al6 * _H6.vec("h")),
+                sp.sqrt(_E6) / _H6.norm(_H6.vec("h")) * _H6.vec("h"),
+                latex=r"C_E(\alpha h) = C_E(h)\quad(h \in \mathbb{R}^n,\ \forall n)",
+            ),
             z3_implies(
                 [_zl > 0, _ze > 0, _za6 > 0],
                 z3.And(
@@ -587,7 +525,7 @@ G6 = register(
                 ),
             ),
             labels=(
-                "C_E(alpha h) = C_E(h) (dimension 3)",
+                "C_E(alpha h) = C_E(h) (every dimension)",
                 "every orbit point is beaten by alpha/2, and the penalty stays > 0",
             ),
         ),

@@ -275,10 +275,11 @@ class Z3Implies(Claim):
        a Z3 model is re-checked in exact SymPy arithmetic (every hypothesis
        true, the conclusion false) before ``REFUTED`` is reported (a model that
        fails its re-check is ``ERROR``).
-    3. **Necessity** (after a proof): the unsat core of the proof query, the
-       hypotheses outside it (``unused_hypotheses``), and for each hypothesis a
-       drop-one mutant -- the claim without that hypothesis -- decided by both
-       solvers: ``sat`` means the hypothesis is necessary.
+    3. **Necessity** (after a proof): for each hypothesis a drop-one mutant --
+       the claim without that hypothesis -- decided by Z3: ``sat`` means the
+       hypothesis is necessary; then a minimal unsat core of the proof query by
+       deletion (a hypothesis leaves the core if the query stays unsat without
+       it), and the hypotheses outside it (``unused_hypotheses``).
     """
 
     backend = "z3"
@@ -375,8 +376,7 @@ class Z3Implies(Claim):
                 "proof: hypotheses and not conclusion",
                 (*self.hypotheses, z3.Not(self.conclusion)),
                 (*self.labels, goal_label),
-            ),
-            want_core=True,
+            )
         )
         queries.append(proof_q.as_dict())
         if not proof_q.agree:
@@ -418,22 +418,40 @@ class Z3Implies(Claim):
                 details=details,
             )
 
-        # 3. necessity: unsat core, unused hypotheses, drop-one mutants
-        core = proof_q.core or ()
-        details["unsat_core"] = [c for c in core if c != goal_label]
-        details["unused_hypotheses"] = [lab for lab in self.labels if lab not in core]
+        # 3. necessity: drop-one mutants, then a minimal unsat core by deletion
+        negated = z3.Not(self.conclusion)
         necessary: dict[str, str] = {}
         for i, label in enumerate(self.labels):
             rest = tuple(h for j, h in enumerate(self.hypotheses) if j != i)
-            drop = decide(
-                Query(f"drop hypothesis {i}", (*rest, z3.Not(self.conclusion))),
-                second_solver=False,
-            )
+            drop = decide(Query(f"drop hypothesis {i}", (*rest, negated)), second_solver=False)
             queries.append(drop.as_dict())
             necessary[label] = {"sat": "necessary", "unsat": "not necessary"}.get(
                 drop.z3.result, "undecided"
             )
         details["necessary"] = necessary
+        core = list(range(len(self.hypotheses)))
+        for i in range(len(self.hypotheses)):
+            if necessary[self.labels[i]] != "not necessary":
+                continue  # needed with every other hypothesis present: stays in the core
+            trial = [j for j in core if j != i]
+            if len(trial) == len(self.hypotheses) - 1:
+                still = True  # the drop-one query above was unsat
+            else:
+                q = decide(
+                    Query(
+                        f"core without hypothesis {i}",
+                        (*(self.hypotheses[j] for j in trial), negated),
+                    ),
+                    second_solver=False,
+                )
+                queries.append(q.as_dict())
+                still = q.z3.result == "unsat"
+            if still:
+                core = trial
+        details["unsat_core"] = [self.labels[j] for j in core]
+        details["unused_hypotheses"] = [
+            lab for j, lab in enumerate(self.labels) if j not in core
+        ]
         solvers = proof_q.unsat_by
         only = "" if len(solvers) == 2 else f"; decided by {solvers[0]} only ({proof_q.cvc5.reason or proof_q.z3.reason})"
         unused = details["unused_hypotheses"]

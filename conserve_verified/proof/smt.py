@@ -70,7 +70,7 @@ SAFETY_TIMEOUT_S = 120.0
 CVC5_SAFETY_S = 10.0
 #: The shorter safety net when Z3 already answered ``sat`` (its model is re-checked exactly;
 #: cvc5 is then a cross-check that can only reveal a disagreement).
-CVC5_SAFETY_SAT_S = 2.0
+CVC5_SAFETY_SAT_S = 1.0
 
 _EXPORT_DIR: pathlib.Path | None = None
 

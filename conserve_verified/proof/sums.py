@@ -38,30 +38,33 @@ from ._budget import time_budget
 from ._verdict import Status, Verdict
 from .claims import Claim
 
-__all__ = ["SumIdentity", "canonical_dummies", "reduces_to_zero", "sum_identity"]
+__all__ = [
+    "SumIdentity",
+    "canonical_dummies",
+    "reduces_to_zero",
+    "sum_identity",
+    "sum_normal_form",
+]
 
 _fresh = itertools.count()
 
 
-def _split_limits(expr: Any) -> Any:
-    """Nested single-limit sums in place of multi-limit ones (``Sum(f, (i,..), (j,..))``)."""
-
-    def split(e: sp.Sum) -> Any:
-        out = e.function
-        for limit in e.limits:  # the first limit is the innermost
-            out = sp.Sum(out, limit)
-        return out
-
-    return expr.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) > 1, split)
-
-
 def _freshen(expr: Any) -> Any:
-    """Every bound summation variable renamed to a unique fresh symbol (innermost first)."""
+    """Every bound summation variable renamed to a unique fresh symbol (innermost first).
+
+    A SymPy ``Sum`` may carry several limits (``Sum(f, (i, ..), (j, ..))``,
+    the first innermost); each is renamed in turn, in the body and in the
+    bounds of the limits inside it.
+    """
     if isinstance(expr, sp.Sum):
         body = _freshen(expr.function)
-        var, lo, hi = expr.limits[0]
-        fresh = sp.Symbol(f"_b{next(_fresh)}", integer=True)
-        return sp.Sum(body.xreplace({var: fresh}), (fresh, _freshen(lo), _freshen(hi)))
+        limits: list[tuple[Any, Any, Any]] = []
+        for var, lo, hi in expr.limits:
+            fresh = sp.Symbol(f"_b{next(_fresh)}", integer=True)
+            body = body.xreplace({var: fresh})
+            limits = [(v, l_.xreplace({var: fresh}), h_.xreplace({var: fresh})) for v, l_, h_ in limits]
+            limits.append((fresh, _freshen(lo), _freshen(hi)))
+        return sp.Sum(body, *limits)
     if not expr.args:
         return expr
     return expr.func(*(_freshen(a) for a in expr.args))
@@ -69,13 +72,18 @@ def _freshen(expr: Any) -> Any:
 
 def _by_depth(expr: Any, depth: int, taken: frozenset[str]) -> Any:
     if isinstance(expr, sp.Sum):
-        var, lo, hi = expr.limits[0]
-        name = f"_d{depth}_{hi}"
-        while name in taken:
-            name += "_"
-        canon = sp.Symbol(name, integer=True)
-        body = expr.function.xreplace({var: canon})
-        return sp.Sum(_by_depth(body, depth + 1, taken), (canon, lo, hi))
+        k = len(expr.limits)
+        body = _by_depth(expr.function, depth + k, taken)
+        limits: list[tuple[Any, Any, Any]] = []
+        for pos, (var, lo, hi) in enumerate(expr.limits):  # pos 0 is the innermost
+            name = f"_d{depth + k - 1 - pos}_{hi}"
+            while name in taken:
+                name += "_"
+            canon = sp.Symbol(name, integer=True)
+            body = body.xreplace({var: canon})
+            limits = [(v, l_.xreplace({var: canon}), h_.xreplace({var: canon})) for v, l_, h_ in limits]
+            limits.append((canon, lo, hi))
+        return sp.Sum(body, *limits)
     if not expr.args:
         return expr
     return expr.func(*(_by_depth(a, depth, taken) for a in expr.args))
@@ -89,14 +97,108 @@ def canonical_dummies(expr: Any) -> Any:
     nested inside another never receives its enclosing sum's variable name, so
     ``Sum(W[k, Sum(x[i], (i, 1, n))], (k, 1, n))`` keeps two distinct indices.
     """
-    expr = _split_limits(sp.sympify(expr))
+    expr = sp.sympify(expr)
     taken = frozenset(s.name for s in expr.free_symbols)
     return _by_depth(_freshen(expr), 0, taken)
 
 
+def _flat_sum(e: Any) -> tuple[Any, list[tuple[Any, Any, Any]]]:
+    """``Sum(body, l_inner, ..., l_outer)`` as ``(body, [l_outer, ..., l_inner])``."""
+    limits: list[tuple[Any, Any, Any]] = []
+    while isinstance(e, sp.Sum):
+        limits.extend(reversed(e.limits))
+        e = e.function
+    return e, limits
+
+
+def _normal_term(term: Any) -> Any:
+    """One product term as a single nested sum in normal form (see :func:`sum_normal_form`)."""
+    coeff: list[Any] = []
+    limits: list[tuple[Any, Any, Any]] = []
+    for f in sp.Mul.make_args(term):
+        base, times = f, 1
+        if isinstance(f, sp.Pow) and isinstance(f.base, sp.Sum) and f.exp.is_Integer:
+            base, times = f.base, int(f.exp)
+        if isinstance(base, sp.Sum) and times >= 1:
+            for _ in range(times):
+                body, lims = _flat_sum(_freshen(base))  # fresh indices for every copy
+                limits.extend(lims)
+                coeff.append(body)
+        else:
+            coeff.append(f)
+    if not limits:
+        return term
+    body = sp.expand(sp.Mul(*coeff))
+    if any(isinstance(t, sp.Sum) or t.has(sp.Sum) for t in sp.Add.make_args(body)):
+        inner = sum_normal_form(body)
+        return sp.Add(*(_wrap(_normal_term(t), limits) for t in sp.Add.make_args(inner)))
+    return sp.Add(*(_wrap(t, limits) for t in sp.Add.make_args(body)))
+
+
+def _wrap(term: Any, limits: list[tuple[Any, Any, Any]]) -> Any:
+    """``Sum(term, *limits)`` with Kronecker deltas between bound indices of one range removed
+    and factors free of every bound index pulled out."""
+    inner, inner_limits = _flat_sum(term) if isinstance(term, sp.Sum) else (term, [])
+    limits = list(limits) + inner_limits
+    changed = True
+    while changed:
+        changed = False
+        for d in inner.atoms(sp.KroneckerDelta):
+            a, b = d.args
+            ranges = {v: (lo, hi) for v, lo, hi in limits}
+            if a in ranges and b in ranges and ranges[a] == ranges[b] and a != b:
+                inner = inner.xreplace({b: a}).xreplace({sp.KroneckerDelta(a, a): 1})
+                limits = [lim for lim in limits if lim[0] != b]
+                changed = True
+                break
+    bound = {v for v, _, _ in limits}
+    outside, kept = [], []
+    for f in sp.Mul.make_args(inner):
+        (kept if f.free_symbols & bound else outside).append(f)
+    out = sp.Mul(*kept)
+    for v, lo, hi in reversed(limits):
+        if out.has(v):
+            out = sp.Sum(out, (v, lo, hi))
+        elif (hi - lo + 1).free_symbols & bound:
+            out = out * (hi - lo + 1)
+        else:
+            outside.append(hi - lo + 1)
+    return sp.Mul(*outside) * out
+
+
+def sum_normal_form(expr: Any) -> Any:
+    """``expr`` as a sum of terms ``c * Sum(monomial, *limits)`` (sums of products distributed).
+
+    Rules, each an identity of finite sums: products of sums become one nested
+    sum over fresh indices, ``Sum(f + g) = Sum(f) + Sum(g)``, factors free of an
+    index leave its sum, ``Sum_j delta(i, j) f(j) = f(i)`` for bound ``i, j`` of
+    the same range, and a sum whose body does not use its index is
+    ``(hi - lo + 1)`` times the body.
+    """
+    e = sp.expand(sp.sympify(expr))
+    for _ in range(4):  # pulled-out factors can form new products of sums: repeat to a fixpoint
+        nxt = sp.expand(sp.Add(*(_normal_term(t) for t in sp.Add.make_args(e))))
+        if nxt == e:
+            break
+        e = nxt
+    return e
+
+
+def _normal_is_zero(e: Any) -> bool:
+    return bool(sp.expand(canonical_dummies(sum_normal_form(e))) == 0)
+
+
 def reduces_to_zero(expr: Any) -> bool:
-    """Whether ``expr`` (with sums) reduces to 0 symbolically (capture-free renaming first)."""
-    e = canonical_dummies(sp.expand(sp.sympify(expr).doit()))
+    """Whether ``expr`` (with sums) reduces to 0 symbolically (capture-free renaming first).
+
+    Tries the sum normal form (:func:`sum_normal_form`) of ``expr`` and of each
+    stage of a fixed simplification chain (``doit``/``expand``, canonical
+    dummies, ``simplify``, ``factor_terms``).
+    """
+    expr = sp.sympify(expr)
+    if _normal_is_zero(expr):
+        return True
+    e = canonical_dummies(sp.expand(expr.doit()))
     for step in (
         sp.expand,
         lambda x: canonical_dummies(sp.expand(x)),
@@ -104,7 +206,7 @@ def reduces_to_zero(expr: Any) -> bool:
         lambda x: sp.simplify(sp.factor_terms(sp.expand(x))),
     ):
         e = step(e)
-        if e == 0:
+        if e == 0 or _normal_is_zero(e):
             return True
     return False
 
@@ -171,7 +273,9 @@ class SumIdentity(Claim):
         by_name = {s.name: s for s in self.sizes}
         inst = self.difference.subs({by_name[k]: v for k, v in sizes.items()}).doit()
         indexed = sorted(inst.atoms(sp.Indexed), key=str)
-        inst = inst.xreplace({e: sp.Integer(rng.randint(-5, 5)) for e in indexed})
+        inst = inst.xreplace(
+            {e: sp.Integer(rng.randint(1 if e.is_positive else -5, 5)) for e in indexed}
+        )
         scalars = sorted(inst.free_symbols, key=lambda s: s.name)
         values = {}
         for s in scalars:
