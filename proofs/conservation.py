@@ -439,6 +439,7 @@ T5 = register(
             "s, n in R^n, any n >= 1",
         ),
         scope=general("every dimension n >= 1"),
+        corrects="B",
         claim=all_of(
             z3_implies(
                 INVARIANTS,

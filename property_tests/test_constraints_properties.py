@@ -39,15 +39,26 @@ _seeds = st.integers(0, 2**31 - 1)
 def test_dual_update_nonnegative(
     dual: list[float], violation: list[float], eps: float, lr: float
 ) -> None:
-    """A2: ``max(0, lam + eta (v - eps)) >= 0`` for all ``lam >= 0``, ``v``, ``eps``, ``eta>0``."""
+    """A2: the dual update is the projection of the ascent step onto ``lam >= 0``.
+
+    ``lam' = max(0, z)``, ``z = lam + eta (v - eps)``: ``lam' >= 0`` and
+    ``(lam' - z)(mu - lam') >= 0`` for every ``mu >= 0``; it increases ``lam``
+    where ``v > eps`` and does not increase it where ``v <= eps`` (``lam >= 0``).
+    """
     k = min(len(dual), len(violation))
     lam = torch.tensor(dual[:k], dtype=torch.float64)
     v = torch.tensor(violation[:k], dtype=torch.float64)
     out = dual_update(lam, v, eps, lr)
     assert bool((out >= 0).all())
-    # and it is the ascent step wherever that step is already non-negative
     step = lam + lr * (v - eps)
     assert torch.equal(out[step >= 0], step[step >= 0])
+    for mu in (0.0, 0.5, 3.0):
+        assert bool(((out - step) * (mu - out) >= 0).all())
+    up = v > eps
+    assert bool((out[up] >= lam[up]).all())
+    clear = up & (lr * (v - eps) > lam.abs() * 2.0**-40)  # the increase is above rounding
+    assert bool((out[clear] > lam[clear]).all())
+    assert bool((out[v <= eps] <= lam[v <= eps]).all())
 
 
 @given(_seeds, st.integers(1, 4), st.floats(0.01, 10.0), st.floats(0.05, 1.0))

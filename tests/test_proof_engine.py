@@ -29,7 +29,9 @@ from conserve_verified.proof import (
     check_all,
     check_claim,
     custom,
+    general,
     induction,
+    instance,
     register,
     sympy_identity,
     write_certificate,
@@ -51,6 +53,7 @@ def _theorem(tid: str = "ZZ1", **kw: object) -> Theorem:
         "mutants": (Mutant("no-cross", "forgot 2ab", sympy_identity((a + b) ** 2, a**2 + b**2)),),
         "property_test": "property_tests/test_x.py::test_x",
         "theory": "test",
+        "scope": general("every a, b > 0"),
     }
     args.update(kw)
     return Theorem(**args)  # type: ignore[arg-type]
@@ -112,7 +115,14 @@ def test_proof_z3_model_failing_recheck_is_error() -> None:
     assert v.status is Status.ERROR and "re-check" in v.reason
 
 
+def _in_engine(fn: object) -> object:
+    """Mark a test checker as defined in the engine (the trust-base rule looks at __module__)."""
+    fn.__module__ = "conserve_verified.proof.test_checker"  # type: ignore[attr-defined]
+    return fn
+
+
 def test_proof_custom_refutation_needs_recheck() -> None:
+    @_in_engine
     def fn(timeout_s: float) -> Verdict:
         return Verdict(Status.REFUTED, "bad", {"x": "1"})
 
@@ -124,6 +134,7 @@ def test_proof_custom_refutation_needs_recheck() -> None:
 
 
 def test_proof_crashing_backend_is_error() -> None:
+    @_in_engine
     def fn(timeout_s: float) -> Verdict:
         raise RuntimeError("boom")
 
@@ -140,10 +151,33 @@ def test_proof_all_of_needs_every_part() -> None:
 
 
 def test_proof_induction_refuted_step_is_unknown() -> None:
-    base = z3_implies([x == 0], x <= 1)
-    step = z3_implies([x <= 1], x + 1 <= 1)  # step fails
-    v = check_claim(induction(base=base, step=step), 10)
+    k = z3.Int("k")
+    v = check_claim(
+        induction(
+            k=k,
+            state=[x],
+            predicate=lambda _k, st: st[0] <= 1,
+            init=[z3.RealVal(0)],
+            transition=lambda _k, st: [st[0] + 1],  # the step fails: 1 -> 2
+        ),
+        10,
+    )
     assert v.status is Status.UNKNOWN
+
+
+def test_proof_induction_from_one_predicate_proves_and_uses_its_hypothesis() -> None:
+    k = z3.Int("k")
+    v = check_claim(
+        induction(
+            k=k,
+            state=[x],
+            predicate=lambda kk, st: st[0] >= z3.ToReal(kk),
+            init=[z3.RealVal(0)],
+            transition=lambda _k, st: [st[0] + 1],
+        ),
+        20,
+    )
+    assert v.status is Status.PROVED and v.details["induction_hypothesis_used"] is True
 
 
 def test_proof_timeout_validated() -> None:
@@ -167,6 +201,10 @@ def test_proof_theorem_validation() -> None:
         _theorem(claim="a = a")
     with pytest.raises(InvalidArgument, match="id"):
         _theorem(tid="1 bad")
+    with pytest.raises(InvalidArgumentType, match="scope"):
+        _theorem(scope=None)
+    with pytest.raises(InvalidArgument, match="general scope"):
+        _theorem(statement="for all a, b", scope=instance("a = b = 1"))
     assert _theorem(mutants=(), expect=Status.REFUTED).expect is Status.REFUTED
 
 
@@ -193,8 +231,9 @@ def test_proof_certificate_contents_and_atomic_write(tmp_path: Path) -> None:
     results = check_all([_theorem()], timeout_s=10)
     assert isinstance(results[0], TheoremResult) and results[0].ok
     cert = certificate(results, 10)
-    assert set(cert["versions"]) >= {"python", "z3", "sympy", "torch"}
+    assert set(cert["versions"]) >= {"python", "z3", "cvc5", "sympy", "torch"}
     (entry,) = cert["theorems"]
+    assert entry["scope"] == {"kind": "general", "detail": "every a, b > 0"}
     for key in ("id", "name", "verdict", "time_s", "backend", "statement", "latex"):
         assert key in entry
     assert entry["verdict"] == "PROVED" and entry["counterexample"] is None
@@ -205,6 +244,35 @@ def test_proof_certificate_contents_and_atomic_write(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["cert.json"]
 
 
+def test_proof_certificate_records_both_solvers_hash_core_and_unused(tmp_path: Path) -> None:
+    from conserve_verified.proof import smt
+
+    t = _theorem(
+        "ZZ-smt",
+        claim=z3_implies([x > 0, y > 0, x < 5], x * y > 0),
+        mutants=(Mutant("weak", "x y > 1 fails", z3_implies([x > 0, y > 0], x * y > 1)),),
+    )
+    smt.set_export_dir(tmp_path / "smt")
+    try:
+        cert = certificate(check_all([t], timeout_s=20), 20)
+    finally:
+        smt.set_export_dir(None)
+    (entry,) = cert["theorems"]
+    assert entry["verdict"] == "PROVED" and entry["solvers"] == ["z3", "cvc5"]
+    details = entry["details"]
+    assert details["witness"] and details["unused_hypotheses"] == ["h2: x < 5"]
+    assert details["unsat_core"] == ["h0: x > 0", "h1: y > 0"]
+    assert details["necessary"]["h2: x < 5"] == "not necessary"
+    proof = next(q for q in details["queries"] if q["role"].startswith("proof"))
+    assert proof["z3"]["result"] == proof["cvc5"]["result"] == "unsat"
+    text = (tmp_path / "smt" / proof["file"]).read_text()
+    import hashlib
+
+    assert hashlib.sha256(text.encode()).hexdigest() == proof["sha256"]
+    assert "(set-logic QF_NRA)" in text and "^" not in text
+    assert cert["smt"]["both_decided"] >= 2
+
+
 # ----------------------------------------------------------------------------- collector and CLI
 
 _THEORY = textwrap.dedent(
@@ -212,18 +280,22 @@ _THEORY = textwrap.dedent(
     import sympy as sp
     from conserve_verified.proof import Mutant, Theorem, register, sympy_identity
 
+    from conserve_verified.proof import general, instance
+
     a, b = sp.symbols("a b", positive=True)
     register(Theorem(
         id="ZZ-good", name="good", statement="s", assumptions=(),
         claim=sympy_identity(a * b, b * a),
         mutants=(Mutant("bad", "wrong", sympy_identity(a * b, a + b)),),
         property_test="property_tests/test_x.py::test_x", theory="tmp",
+        scope=general("every a, b > 0"),
     ))
     register(Theorem(
         id="ZZ-wrong", name="wrong", statement="s", assumptions=(),
         claim=sympy_identity((a + b) ** 2, a**2 + b**2),
         mutants=(Mutant("true", "a true statement is not killed", sympy_identity(a, a)),),
         property_test="property_tests/test_x.py::test_x", theory="tmp",
+        scope=instance("a, b > 0"),
     ))
     """
 )
@@ -248,9 +320,9 @@ def test_proof_pytest_collects_theorems_and_mutants(tmp_path: Path) -> None:
     )  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 1, out
-    assert "PASSED proofs/tmp_theory.py::ZZ-good" in out
+    assert "PASSED proofs/tmp_theory.py::ZZ-good[general]" in out
     assert "PASSED proofs/tmp_theory.py::ZZ-good[mutant=bad]" in out
-    assert "FAILED proofs/tmp_theory.py::ZZ-wrong" in out
+    assert "FAILED proofs/tmp_theory.py::ZZ-wrong[instance]" in out
     assert "FAILED proofs/tmp_theory.py::ZZ-wrong[mutant=true]" in out
     assert "counterexample:" in out and "expected PROVED, got" in out
 
@@ -266,8 +338,12 @@ def test_proof_verify_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         data = json.loads(cert.read_text())
         assert data["ok"] is False
         assert [t["verdict"] for t in data["theorems"]] == ["PROVED", "REFUTED"]
+        assert "general" in out.out and "instance" in out.out
         assert main(["verify", "--proofs-dir", str(d), "-k", "ZZ-good", "--timeout", "10"]) == 0
         assert main(["verify", "--proofs-dir", str(d), "--timeout", "-1"]) == 2
+        capsys.readouterr()
+        assert main(["verify", "--proofs-dir", str(d), "-k", "nothing-like-this"]) == 2
+        assert "matches no theorem" in capsys.readouterr().err
     finally:
         REGISTRY.pop("ZZ-good", None)
         REGISTRY.pop("ZZ-wrong", None)

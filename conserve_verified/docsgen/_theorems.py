@@ -123,12 +123,15 @@ def render_theorem_page(
     test_lines: tuple[int, int] | None,
     certificate_meta: str,
     claim_source: str | None = None,
+    refutations: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The reST page of one theorem from its certificate entry.
 
     ``source`` is the theory file relative to the repository (``None`` if
     unknown), ``source_lines``/``test_lines`` the line ranges of the
-    ``Theorem(...)`` call and of the property test (``None`` if not found).
+    ``Theorem(...)`` call and of the property test (``None`` if not found);
+    ``refutations`` the certificate entries of the theorems that refute the
+    claim this theorem ``corrects`` (linked, with their counterexamples).
     """
     tid = str(entry["id"])
     page = f"theorems/{tid}.rst"
@@ -155,8 +158,15 @@ def render_theorem_page(
     out.append(_rst.math_block(latex) if latex else "No LaTeX form was recorded.\n")
 
     out.append(_rst.heading("Verdict", 2))
+    scope = entry.get("scope") or {}
     fields = [
         ("Verdict", _status_line(entry, expect)),
+        (
+            "Scope",
+            f"**{_rst.escape(str(scope.get('kind', 'unknown')))}** -- "
+            f"{_rst.escape(str(scope.get('detail', '')))}",
+        ),
+        ("Solvers", _rst.escape(", ".join(_solvers_of(entry)) or "none (no SMT query)")),
         ("Backend", _rst.inline_literal(str(entry.get("backend", "")))),
         ("Theory", _rst.escape(str(entry.get("theory", "")))),
         ("Statement hash", _rst.inline_literal(str(entry.get("statement_hash", "")))),
@@ -197,6 +207,26 @@ def render_theorem_page(
                 f"The engine did **not** refute claim {_rst.escape(cid)} in this build "
                 f"(verdict {_rst.escape(str(entry.get('verdict')))}).\n"
             )
+
+    corrects = entry.get("corrects")
+    if corrects:
+        out.append(_rst.heading(f"The paper claim {corrects} it corrects", 2))
+        if refutations:
+            out.append(
+                f"Claim {_rst.escape(str(corrects))} as stated is false; the engine refutes "
+                "it itself:\n"
+            )
+            for r in refutations:
+                rid = str(r["id"])
+                out.append(
+                    f"* :ref:`{_rst.escape(rid)} <theorem-{rid}>` "
+                    f"({_rst.escape(str(r.get('name', '')))}): {_status_line(r, 'REFUTED')}\n"
+                )
+                model = r.get("counterexample")
+                if r.get("verdict") == "REFUTED" and isinstance(model, Mapping) and model:
+                    out.append(_counterexample_table(model))
+        else:
+            out.append("No refutation theorem of this claim is registered.\n")
 
     mutants = list(entry.get("mutants") or [])
     out.append(_rst.heading("Mutants", 2))
@@ -250,6 +280,21 @@ def _certificate_meta(certificate: Mapping[str, Any]) -> str:
     )
 
 
+def _solvers_of(entry: Mapping[str, Any]) -> list[str]:
+    """Solvers behind the SMT parts of a verdict: ``z3+cvc5`` or ``z3 only`` per part kind."""
+    seen: set[str] = set()
+
+    def walk(v: Mapping[str, Any]) -> None:
+        solvers = v.get("solvers") or []
+        if solvers:
+            seen.add("+".join(solvers) if len(solvers) > 1 else f"{solvers[0]} only")
+        for p in v.get("parts") or []:
+            walk(p)
+
+    walk(entry)
+    return sorted(seen)
+
+
 def render_theorem_index(certificate: Mapping[str, Any]) -> str:
     """Summary of every theorem: verdict, time, mutants refuted, and the toctree."""
     entries = list(certificate.get("theorems") or [])
@@ -263,6 +308,7 @@ def render_theorem_index(certificate: Mapping[str, Any]) -> str:
                 f":ref:`{_rst.escape(tid)} <theorem-{tid}>`",
                 _rst.escape(str(e.get("name", ""))),
                 _rst.escape(str(e.get("theory", ""))),
+                _rst.escape(str((e.get("scope") or {}).get("kind", "?"))),
                 _rst.inline_literal(str(e.get("backend", ""))),
                 _status_line(e, str(e.get("expect", "PROVED"))),
                 f"{killed}/{len(mutants)} refuted",
@@ -286,9 +332,9 @@ def render_theorem_index(certificate: Mapping[str, Any]) -> str:
     if rows:
         out.append(
             _rst.list_table(
-                ["id", "name", "theory", "backend", "verdict", "mutants"],
+                ["id", "name", "theory", "scope", "backend", "verdict", "mutants"],
                 rows,
-                [8, 30, 12, 12, 26, 12],
+                [8, 28, 11, 9, 11, 22, 11],
             )
         )
     else:
@@ -332,6 +378,10 @@ def theorem_pages(
     }
     meta = _certificate_meta(certificate)
     out: dict[str, str | bytes] = {"theorems/index.rst": render_theorem_index(certificate)}
+    refuting: dict[str, list[Mapping[str, Any]]] = {}
+    for e in certificate["theorems"]:
+        if isinstance(e.get("refutes"), Mapping):
+            refuting.setdefault(str(e["refutes"].get("claim")), []).append(e)
     quoted: set[str] = set()
     for entry in certificate["theorems"]:
         tid = str(entry["id"])
@@ -350,6 +400,7 @@ def theorem_pages(
             test_lines=test_lines,
             certificate_meta=meta,
             claim_source=claim_source.get(cid) if cid else None,
+            refutations=refuting.get(str(entry.get("corrects")), []),
         )
         if source:
             quoted.add(source)

@@ -10,7 +10,7 @@ Shape::
      "theorems": [{"id", "name", "theory", "scope": {"kind", "detail"}, "statement",
                    "assumptions", "latex", "backend", "expect", "verdict", "ok", "reason",
                    "time_s", "solvers", "counterexample", "details", "parts",
-                   "property_test", "statement_hash", "refutes",
+                   "property_test", "statement_hash", "refutes", "corrects",
                    "mutants": [{"id", "description", "latex", "verdict", "reason", "time_s",
                                 "counterexample", "statement_hash", ...}]}]}
 
@@ -133,6 +133,7 @@ def _theorem(r: TheoremResult) -> dict[str, Any]:
         "refutes": None
         if t.refutes is None
         else {"claim": t.refutes.claim_id, "text": t.refutes.text},
+        "corrects": t.corrects or None,
         "mutants": [
             {
                 "id": m.id,

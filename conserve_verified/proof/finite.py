@@ -56,6 +56,8 @@ __all__ = [
     "Batch",
     "cascade_fold",
     "cascade_height",
+    "decode_row",
+    "encode_row",
     "energy_error_bound",
     "energy_error_line",
     "enumeration_claim",
@@ -304,6 +306,25 @@ class Batch:
     row: Callable[[int], list[float]]
 
 
+def encode_row(row: Sequence[float]) -> str:
+    """Text form of an input row: ``"[a, b]"``, or ``"[v] * n"`` for ``n > 4`` equal values.
+
+    Identity: ``decode_row(encode_row(row)) == list(row)``.
+    """
+    values = [float(v) for v in row]
+    if len(values) > 4 and all(v == values[0] for v in values):
+        return f"[{values[0]!r}] * {len(values)}"
+    return repr(values)
+
+
+def decode_row(text: str) -> list[float]:
+    """Inverse of :func:`encode_row`."""
+    head, sep, count = text.partition("] * ")
+    if sep:
+        return [float(head.strip("[ "))] * int(count)
+    return [float(v) for v in text.strip("[]").split(",")]
+
+
 def enumeration_claim(
     batches: Callable[[], Iterable[Batch]],
     bound: Callable[[float, int], float],
@@ -344,19 +365,21 @@ def enumeration_claim(
                 cex = {
                     "E": repr(batch.energy),
                     "n": str(batch.n),
-                    "x": repr(batch.row(i_max)),
+                    "x": encode_row(batch.row(i_max)),
                 }
                 return Verdict(
                     Status.REFUTED,
                     f"{label}: |energy - E| = {e_max:.6e} > {bound(batch.energy, batch.n):.6e} "
-                    f"at x = {batch.row(i_max)}, E = {batch.energy!r} ({batch.label})",
+                    f"at x = {cex['x']}, E = {batch.energy!r} ({batch.label})",
                     cex,
                     backend="enumeration",
                 )
             ratio = e_max / bound(batch.energy, batch.n)
             if ratio > worst:
                 worst = ratio
-                worst_at = f"x = {batch.row(i_max)}, E = {batch.energy!r} ({batch.label})"
+                worst_at = (
+                    f"x = {encode_row(batch.row(i_max))}, E = {batch.energy!r} ({batch.label})"
+                )
         summary = ", ".join(f"{k}: {v}" for k, v in parts.items())
         return Verdict(
             Status.PROVED,
@@ -367,7 +390,7 @@ def enumeration_claim(
         )
 
     def recheck_enumeration(cex: dict[str, str]) -> str | None:
-        x = [float(v) for v in cex["x"].strip("[]").split(",")]
+        x = decode_row(cex["x"])
         e = float(cex["E"])
         err = exact_error(x, e)
         limit = Fraction(bound(e, len(x)))

@@ -84,6 +84,8 @@ class Theorem:
             theorem (a false statement, e.g. from a paper, that the engine must refute
             with a counterexample it finds).
         refutes: for a refutation theorem, the literature claim it refutes.
+        corrects: the literature claim id whose false statement this theorem corrects
+            (``"B"`` for T5), or ``""``.
         scope: what the proof covers (:func:`.scope.general` or :func:`.scope.instance`);
             required.  A statement that says "every"/"all" needs a general scope.
     """
@@ -99,6 +101,7 @@ class Theorem:
     expect: Status = Status.PROVED
     refutes: Refutes | None = None
     scope: Scope | None = None
+    corrects: str = ""
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +137,8 @@ class Theorem:
             )
         if self.expect is Status.PROVED:
             check_statement_scope(self.statement, self.scope)
+        if not isinstance(self.corrects, str):
+            raise InvalidArgumentType("corrects", self.corrects, "a claim id string or ''")
 
     @property
     def backend(self) -> str:
