@@ -252,3 +252,11 @@ def test_summation_height_table_dominates_engine_heights() -> None:
     for n_max, h in SUMMATION_HEIGHTS:
         assert h >= max(summation_height(n_max, lanes, 64) for lanes in (4, 8, 16))
         assert summation_height_bound(n_max) == h
+
+
+def test_decode_row_inverts_encode_row() -> None:
+    from conserve_verified.proof.finite import decode_row, encode_row
+
+    for row in ([1.5], [1.0, -2.5e-8], [1.3349609375] * 6143, [0.5] * 4, [1.0] * 5 + [2.0]):
+        assert decode_row(encode_row(row)) == row
+    assert encode_row([1.3349609375] * 6143) == "[1.3349609375] * 6143"
