@@ -86,6 +86,7 @@ def shape_row(
     batch: int, n: int, dtype: torch.dtype, device: torch.device, profile: Profile
 ) -> dict[str, Any]:
     """Timings and ratios for one ``(batch, n)`` shape and dtype on ``device``."""
+    torch._dynamo.reset()  # the compiled lambdas share code objects across shapes
     gen = torch.Generator(device=device).manual_seed(n)
     x = torch.randn(batch, n, generator=gen, device=device).to(dtype)
     g = torch.randn(batch, n, generator=gen, device=device).to(dtype)

@@ -88,6 +88,7 @@ def model_row(
     """Timings of ``plain``, ``conserved`` (checks off/on), ``normalized`` and their ratios."""
     plain.eval()
     conserved.eval()
+    torch._dynamo.reset()
     backend = profile.compile_backend
     # torch.compile of a module returns a module (OptimizedModule) sharing its parameters
     compiled_plain = cast(
