@@ -424,8 +424,9 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
             "order bit for bit against the installed torch)",
             "round-to-nearest in float32 and in the storage dtype; torch's CPU rsqrt is 1/sqrt "
             "(checked bit for bit in tests/test_proof_finite.py)",
-            "the model covers normal outputs; subnormal outputs add the absolute terms of "
-            "energy_atol (enumerated, not modelled)",
+            "the model covers the fast path with normal outputs; subnormal outputs (the absolute "
+            "terms of energy_atol) and the float64 wide path are covered by the enumeration of "
+            "the enumerated inputs only",
             "enumeration: the CPU code path of this checkout",
         ),
         claim=all_of(
