@@ -26,7 +26,7 @@ setup() {
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     # torch first, pinned: on this project's machines 2.13.0 resolves to the CPU build.
     "$VENV/bin/python" -m pip install --quiet -c constraints.txt "torch==2.13.0"
-    "$VENV/bin/python" -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e ".[all]"
+    "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
     echo "$want" >"$STAMP"
     echo "[dev.sh] environment ready in $((SECONDS - t0)) s, $(du -sh "$VENV" | cut -f1) on disk" >&2
 }

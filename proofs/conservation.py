@@ -180,7 +180,10 @@ T1 = register(
                 id="E-not-sqrtE",
                 description="scaling by E instead of sqrt(E) gives energy E^2, not E",
                 claim=gram_identity(
-                    ONE, ONE.energy(E / ONE.norm(V_) * V_), E, latex=r"\lVert E v/\lVert v\rVert\rVert^2 = E"
+                    ONE,
+                    ONE.energy(E / ONE.norm(V_) * V_),
+                    E,
+                    latex=r"\lVert E v/\lVert v\rVert\rVert^2 = E",
                 ),
             ),
         ),

@@ -268,7 +268,9 @@ G3 = register(
             "layer of general widths n (inputs), h (neurons), m (outputs), N samples",
             "x and g = dloss/dy arbitrary (any depth, any loss)",
         ),
-        scope=general("every width n, h, m and sample count N (symbolic sums); any depth, any loss"),
+        scope=general(
+            "every width n, h, m and sample count N (symbolic sums); any depth, any loss"
+        ),
         claim=all_of(
             z3_implies(
                 [_z != 0],

@@ -130,6 +130,7 @@ _MEAN_N = sp.Sum(_V[_i2], (_i2, 1, _n)) / _n
 def _pair_sum(f: sp.Expr) -> sp.Expr:
     return sp.Sum(sp.Sum(f, (_j2, 1, _n)), (_i2, 1, _n))
 
+
 S2 = register(
     Theorem(
         id="S2",

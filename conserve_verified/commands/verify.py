@@ -28,9 +28,9 @@ from ..proof import (
     check_all,
     load_theory_file,
     select,
+    smt,
     write_certificate,
 )
-from ..proof import smt
 from ..proof.certificate import smt_summary
 from ..proof.check import default_timeout
 from ..proof.claims import _check_timeout

@@ -25,14 +25,13 @@ The engine imports no torch: library versions are read from package metadata.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import json
 import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import importlib.metadata
 
 import sympy  # type: ignore[import-untyped]
 import z3

@@ -382,8 +382,7 @@ class Z3Implies(Claim):
         if not proof_q.agree:
             return Verdict(
                 Status.ERROR,
-                "z3 and cvc5 disagree: "
-                f"z3 {proof_q.z3.result}, cvc5 {proof_q.cvc5.result}",
+                f"z3 and cvc5 disagree: z3 {proof_q.z3.result}, cvc5 {proof_q.cvc5.result}",
                 backend="z3",
                 details=details,
             )
@@ -449,11 +448,13 @@ class Z3Implies(Claim):
             if still:
                 core = trial
         details["unsat_core"] = [self.labels[j] for j in core]
-        details["unused_hypotheses"] = [
-            lab for j, lab in enumerate(self.labels) if j not in core
-        ]
+        details["unused_hypotheses"] = [lab for j, lab in enumerate(self.labels) if j not in core]
         solvers = proof_q.unsat_by
-        only = "" if len(solvers) == 2 else f"; decided by {solvers[0]} only ({proof_q.cvc5.reason or proof_q.z3.reason})"
+        only = (
+            ""
+            if len(solvers) == 2
+            else f"; decided by {solvers[0]} only ({proof_q.cvc5.reason or proof_q.z3.reason})"
+        )
         unused = details["unused_hypotheses"]
         note = f"; unused hypotheses: {', '.join(unused)}" if unused else ""
         return Verdict(
@@ -740,7 +741,9 @@ class Induction(AllOf):
         state = tuple(state)
         init = tuple(init)
         if len(init) != len(state):
-            raise InvalidArgument("init", init, f"needs one value per state variable ({len(state)})")
+            raise InvalidArgument(
+                "init", init, f"needs one value per state variable ({len(state)})"
+            )
         after = tuple(transition(k, state))
         if len(after) != len(state):
             raise InvalidArgument(
@@ -803,7 +806,7 @@ def induction(
     hypotheses: Sequence[z3.BoolRef] = (),
     k0: int = 0,
 ) -> Induction:
-    """``P(k)`` for every depth ``k >= k0`` by induction from one predicate; see :class:`Induction`."""
+    """``P(k)`` for every depth ``k >= k0``, by induction from one predicate (see Induction)."""
     return Induction(k, state, predicate, init, transition, hypotheses, k0)
 
 
@@ -817,7 +820,7 @@ def recurrence_induction(
     conditions: Sequence[Any] = (),
     latex: str | None = None,
 ) -> AllOf:
-    """``V_k = closed_form(k)`` for every ``k >= k0`` when ``V_{k0} = init``, ``V_{k+1} = recurrence(V_k, k)``.
+    """``V_k = closed_form(k)`` for every ``k >= k0`` (``V_{k0} = init``, ``V_{k+1} = recurrence``).
 
     Built from the one predicate ``P(k): V_k = closed_form(k)`` (SymPy): base
     ``closed_form(k0) = init`` and step ``closed_form(k + 1) = recurrence(closed_form(k), k)``

@@ -117,7 +117,7 @@ class InnerProductSpace:
         self._gram: dict[tuple[str, str], sp.Symbol] = {}
         for a in names:
             for b in names:
-                key = tuple(sorted((a, b)))
+                key = (min(a, b), max(a, b))
                 if key not in self._gram:
                     diag = key[0] == key[1]
                     self._gram[key] = sp.Symbol(
@@ -136,7 +136,7 @@ class InnerProductSpace:
 
     def gram(self, a: str, b: str) -> sp.Symbol:
         """The Gram symbol ``<a, b>``."""
-        key = tuple(sorted((a, b)))
+        key = (min(a, b), max(a, b))
         if key not in self._gram:
             raise InvalidArgument("a, b", (a, b), f"unknown vectors; known: {self.names}")
         return self._gram[key]
@@ -174,7 +174,7 @@ def _as_vector(value: Any, space: InnerProductSpace, point: Mapping[str, sp.Matr
 
 
 class GramIdentity(Claim):
-    """``lhs == rhs`` (scalars or :class:`Vec`) in every real inner-product space; see module doc."""
+    """``lhs == rhs`` (scalars or :class:`Vec`) in every real inner-product space (module doc)."""
 
     backend = "sympy-gram"
 
@@ -246,7 +246,9 @@ class GramIdentity(Claim):
                 scalars = {}
                 for s in self._scalars():
                     q = sp.Rational(rng.randint(1, 30), rng.randint(1, 7))
-                    scalars[s] = q if (s.is_positive or s.is_nonnegative or rng.random() < 0.5) else -q
+                    scalars[s] = (
+                        q if (s.is_positive or s.is_nonnegative or rng.random() < 0.5) else -q
+                    )
                 yield n, vectors, scalars
 
     def _value_at(self, vectors: Mapping[str, sp.Matrix], scalars: Mapping[Any, Any]) -> Any:

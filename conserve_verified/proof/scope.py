@@ -68,7 +68,7 @@ def instance(detail: str) -> Scope:
 
 
 def check_statement_scope(statement: str, scope: Scope) -> None:
-    """Raise :class:`InvalidArgument` if ``statement`` says "every"/"all" but ``scope`` is an instance."""
+    """Raise :class:`InvalidArgument` if ``statement`` says "every"/"all" with an instance scope."""
     if not scope.is_general:
         match = _QUANTIFIER.search(statement)
         if match is not None:

@@ -28,11 +28,11 @@ import contextlib
 import hashlib
 import json
 import os
+import pathlib
 import queue
 import subprocess
 import sys
 import threading
-import pathlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,8 +52,8 @@ __all__ = [
     "Query",
     "cvc5_available",
     "decide",
-    "export_dir",
     "expand_powers",
+    "export_dir",
     "query_hash",
     "set_export_dir",
     "smtlib",
@@ -163,7 +163,7 @@ class Query:
     @property
     def normalised(self) -> tuple[z3.BoolRef, ...]:
         """The assertions with integer powers expanded (:func:`expand_powers`)."""
-        return tuple(expand_powers(a) for a in self.assertions)  # type: ignore[misc]
+        return tuple(expand_powers(a) for a in self.assertions)
 
     @property
     def logic(self) -> str:
@@ -173,7 +173,7 @@ class Query:
 
 
 def smtlib(query: Query) -> str:
-    """Standard SMT-LIB2 text of ``query``: ``set-logic``, declarations, assertions, ``check-sat``."""
+    """Standard SMT-LIB2 text of ``query``: logic, declarations, assertions, ``check-sat``."""
     assertions = query.normalised
     lines = [f"; conserve_verified query: {query.role}", f"(set-logic {query.logic})"]
     for c in _constants(assertions):
@@ -371,7 +371,11 @@ class _Cvc5Worker:
         out = self._proc.stdout
         assert out is not None
         lines = self._lines
-        threading.Thread(target=lambda: [lines.put(x) for x in out], daemon=True).start()
+        def pump() -> None:
+            for line in out:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
 
     def stop(self) -> None:
         if self._proc is not None:

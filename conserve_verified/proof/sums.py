@@ -62,7 +62,9 @@ def _freshen(expr: Any) -> Any:
         for var, lo, hi in expr.limits:
             fresh = sp.Symbol(f"_b{next(_fresh)}", integer=True)
             body = body.xreplace({var: fresh})
-            limits = [(v, l_.xreplace({var: fresh}), h_.xreplace({var: fresh})) for v, l_, h_ in limits]
+            limits = [
+                (v, l_.xreplace({var: fresh}), h_.xreplace({var: fresh})) for v, l_, h_ in limits
+            ]
             limits.append((fresh, _freshen(lo), _freshen(hi)))
         return sp.Sum(body, *limits)
     if not expr.args:
@@ -81,7 +83,9 @@ def _by_depth(expr: Any, depth: int, taken: frozenset[str]) -> Any:
                 name += "_"
             canon = sp.Symbol(name, integer=True)
             body = body.xreplace({var: canon})
-            limits = [(v, l_.xreplace({var: canon}), h_.xreplace({var: canon})) for v, l_, h_ in limits]
+            limits = [
+                (v, l_.xreplace({var: canon}), h_.xreplace({var: canon})) for v, l_, h_ in limits
+            ]
             limits.append((canon, lo, hi))
         return sp.Sum(body, *limits)
     if not expr.args:
@@ -152,7 +156,8 @@ def _wrap(term: Any, limits: list[tuple[Any, Any, Any]]) -> Any:
                 changed = True
                 break
     bound = {v for v, _, _ in limits}
-    outside, kept = [], []
+    outside: list[Any] = []
+    kept: list[Any] = []
     for f in sp.Mul.make_args(inner):
         (kept if f.free_symbols & bound else outside).append(f)
     out = sp.Mul(*kept)
@@ -212,7 +217,7 @@ def reduces_to_zero(expr: Any) -> bool:
 
 
 class SumIdentity(Claim):
-    """``lhs == rhs`` for every value of the ``sizes`` (sum limits) and every entry; see module doc."""
+    """``lhs == rhs`` for every value of the ``sizes`` (sum limits) and every entry (module doc)."""
 
     backend = "sympy-sums"
 
@@ -268,7 +273,7 @@ class SumIdentity(Claim):
             yield {s: 1 + (i % 3) for i, s in enumerate(self.sizes)}
 
     def value(self, sizes: dict[str, int], seed: int) -> Any:
-        """``lhs - rhs`` at the named sizes, with entries, function values and scalars from ``seed``."""
+        """``lhs - rhs`` at ``sizes``; entries, function values and scalars drawn from ``seed``."""
         rng = random.Random(seed)
         by_name = {s.name: s for s in self.sizes}
         inst = self.difference.subs({by_name[k]: v for k, v in sizes.items()}).doit()
