@@ -218,7 +218,8 @@ def claim_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The paper gives no size, so the claim is an unsized positive effect (``paper=None``):
     significant and positive is reproduced.  A run whose smallest grid rate was already
     unstable counts as half that rate.  The largest grid rate is a ceiling: a method
-    stable everywhere has an unknown, possibly larger, range.
+    stable everywhere has an unknown, possibly larger, range; when every seed of both
+    arms is at the ceiling the row has no CI (grid too small for a verdict).
     """
     from conserve_verified.runner.paired import pair_by_seed, paired_difference
     from conserve_verified.runner.verdict import Estimate, effect_row
@@ -241,10 +242,12 @@ def claim_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             capped = sum(1 for k in seeds if seeds[k] >= ceiling)
             # log2 of each seed's ratio (exact for the grid's powers of two), paired with 0
             d = [math.log2(x / y) for x, y in zip(a, b, strict=True)]
-            if d:
+            at_ceiling = bool(a) and all(x >= ceiling for x in a + b)
+            if d and not at_ceiling:
                 est = paired_difference(d, [0.0] * len(d))
-            else:
-                est = Estimate(None, None, None, None, 0, method="paired t (by seed)")
+            else:  # no seeds, or both arms stable over the whole grid: it cannot tell
+                mean = sum(d) / len(d) if d else None
+                est = Estimate(mean, None, None, None, len(d), method="paired t (by seed)")
             ratio = "–" if est.mean is None else f"{2**est.mean:.2f}×"
             rows.append(
                 effect_row(
@@ -252,9 +255,14 @@ def claim_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     f"log2 largest stable lr, {method} − none ({loss}, imbalanced init)",
                     None,
                     est,
-                    note=f"ratio {ratio} (geometric mean over seeds); {capped}/{len(seeds)} "
-                    f"seeds stable up to the grid's largest rate {ceiling:g} (a lower bound); "
-                    f"{est.method}",
+                    note=(
+                        f"every seed of both stable up to the grid's largest rate {ceiling:g}: "
+                        "a wider lr grid is needed"
+                        if at_ceiling
+                        else f"ratio {ratio} (geometric mean over seeds); {capped}/{len(seeds)} "
+                        f"seeds stable up to the grid's largest rate {ceiling:g} (a lower "
+                        f"bound); {est.method}"
+                    ),
                 )
             )
     return rows

@@ -91,3 +91,10 @@ def test_gauge_lr_claim_rows_paired_log2_ratio_of_largest_stable_lr() -> None:
 def test_gauge_lr_claim_rows_one_seed_is_grid_too_small() -> None:
     rows = gauge_lr.claim_rows(_synthetic({"none": [0.8], "balance": [3.2]}))
     assert [r["verdict"] for r in rows] == ["grid too small for a verdict"]
+
+
+def test_gauge_lr_claim_rows_both_arms_at_the_grid_ceiling_cannot_decide() -> None:
+    top = gauge_lr._LRS_QUICK[-1]
+    rows = gauge_lr.claim_rows(_synthetic({"none": [top] * 3, "balance": [top] * 3}))
+    assert [r["verdict"] for r in rows] == ["grid too small for a verdict"]
+    assert "wider lr grid" in rows[0]["note"]
