@@ -49,11 +49,14 @@ def test_paired_difference_is_tighter_than_welch_when_seeds_share_variance() -> 
     assert est.low > 0 > welch.low
 
 
-def test_paired_difference_zero_variance_policy() -> None:
+def test_paired_difference_zero_variance_uses_the_exact_sign_test() -> None:
     same = paired_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
     shifted = paired_difference([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
-    assert (shifted.low, shifted.high, shifted.p_value) == (1.0, 1.0, 0.0)
+    # three identical positive differences: exact sign test, p = 2 * 0.5**3
+    assert (shifted.low, shifted.high) == (1.0, 1.0)
+    assert shifted.p_value == pytest.approx(0.25)
+    assert shifted.p_value == pytest.approx(st.binomtest(3, 3, 0.5).pvalue)
 
 
 def test_paired_difference_one_pair_has_no_ci() -> None:

@@ -23,9 +23,11 @@ seed, not the trial.
 * :func:`cmh_test` -- the stratified Cochran–Mantel–Haenszel test of a common
   odds ratio 1 over 2×2 tables (``statsmodels`` ``StratifiedTable``).
 
-Degenerate inputs follow the policies of :mod:`.stats`: differences with zero
-variance give ``p = 1`` and a zero-width CI when their mean is 0, and ``p = 0``
-otherwise, never NaN.
+Degenerate inputs get explicit policies, never NaN: paired differences with
+zero variance give a zero-width CI and ``p = 1`` when their mean is 0, else
+the exact sign-test ``p = 2 · 0.5**n`` (``n`` identical signs are all the
+evidence there is; an infinite t would overstate it); seed-clustered trial
+differences use a within-seed variance floor (:func:`clustered_difference`).
 """
 
 from __future__ import annotations
@@ -125,9 +127,13 @@ def _t_estimate(d: np.ndarray, confidence: float, method: str) -> Estimate:
         return Estimate(mean, None, None, None, n, method=method)
     sd = float(d.std(ddof=1))
     if sd == 0.0:
-        p = 1.0 if mean == 0.0 else 0.0
-        dz = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-        return Estimate(mean, mean, mean, p, n, dz if math.isfinite(dz) else None, method)
+        if mean == 0.0:
+            return Estimate(0.0, 0.0, 0.0, 1.0, n, 0.0, method)
+        # every pair differs by the same amount (discrete accuracies, few seeds): the t
+        # statistic is infinite, but n identical signs carry only the evidence of an exact
+        # sign test, p = 2 * 0.5**n.
+        p = float(_st.binomtest(n, n, 0.5).pvalue)
+        return Estimate(mean, mean, mean, p, n, None, method + "; zero variance: exact sign test")
     half = float(_st.t.ppf((1.0 + confidence) / 2.0, n - 1)) * sd / math.sqrt(n)
     p = float(_st.ttest_1samp(d, 0.0).pvalue)
     return Estimate(mean, mean - half, mean + half, p, n, mean / sd, method)
