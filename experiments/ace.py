@@ -341,7 +341,7 @@ def _welch_rows(by: dict[str, list[Record]], get: Any, label: str) -> list[list[
     for other in ("none", "penalty", "hard"):
         xa, xo, _ = pair_by_seed(a, per_seed(by.get(other, []), get))
         if len(xa) >= 2:
-            est = paired_difference(xa, xo)
+            est = paired_difference(xa, xo, zero_variance="sign-test")
             dz = "–" if est.effect_size is None else f"{est.effect_size:.2f}"
             rows.append([label, f"ace − {other}", f"{est.mean:+.2f}", fmt_p(est.p_value), dz])
     return rows
@@ -362,7 +362,9 @@ def _paired_row(
     xa, xb, _ = pair_by_seed(per_seed(by.get(a, []), get), per_seed(by.get(b, []), get))
     if not xa:
         return None
-    return effect_row("A", quantity, None, paired_difference(xa, xb), note=note)
+    return effect_row(
+        "A", quantity, None, paired_difference(xa, xb, zero_variance="sign-test"), note=note
+    )
 
 
 def claim_rows(records: list[Record]) -> list[dict[str, Any]]:

@@ -164,7 +164,7 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
                     "E1",
                     f"retention conserved − energy_penalized (pp), σ=0.2, {tag}, E=1",
                     paper["conserved"][0] - paper["energy_penalized"][0],
-                    paired_difference(a, b),
+                    paired_difference(a, b, zero_variance="sign-test"),
                     note=note,
                 )
             )

@@ -144,7 +144,7 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
                             "E2",
                             f"depth invariance: retention depth {hi} − {lo} (pp), {ev}, {tag}",
                             0.0,
-                            paired_difference(a, b),
+                            paired_difference(a, b, zero_variance="sign-test"),
                             margin=NON_EFFECT_MARGIN,
                             note="claimed invariance: 0 within ±2 pp",
                         )

@@ -52,7 +52,9 @@ def test_paired_difference_is_tighter_than_welch_when_seeds_share_variance() -> 
 def test_paired_difference_zero_variance_uses_the_exact_sign_test() -> None:
     same = paired_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
-    shifted = paired_difference([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    degenerate = paired_difference([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert (degenerate.low, degenerate.high, degenerate.p_value) == (1.0, 1.0, 0.0)
+    shifted = paired_difference([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], zero_variance="sign-test")
     # three identical positive differences: exact sign test, p = 2 * 0.5**3
     assert (shifted.low, shifted.high) == (1.0, 1.0)
     assert shifted.p_value == pytest.approx(0.25)

@@ -447,7 +447,7 @@ def _paired(a: dict[int, float], b: dict[int, float]) -> Estimate:
     xa, xb, _ = pair_by_seed(a, b)
     if not xa:
         return Estimate(None, None, None, None, 0, method="paired t (by seed)")
-    return paired_difference(xa, xb)
+    return paired_difference(xa, xb, zero_variance="sign-test")
 
 
 def attribution(

@@ -25,9 +25,10 @@ seed, not the trial.
 
 Degenerate inputs get explicit policies, never NaN: paired differences with
 zero variance give a zero-width CI and ``p = 1`` when their mean is 0, else
-the exact sign-test ``p = 2 · 0.5**n`` (``n`` identical signs are all the
-evidence there is; an infinite t would overstate it); seed-clustered trial
-differences use a within-seed variance floor (:func:`clustered_difference`).
+``p = 0`` or, with ``zero_variance="sign-test"``, the exact sign-test
+``p = 2 · 0.5**n`` (``n`` identical signs are all the evidence there is);
+seed-clustered trial differences use a within-seed variance floor
+(:func:`clustered_difference`).
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def pair_by_seed(
     return [float(a[s]) for s in seeds], [float(b[s]) for s in seeds], seeds  # type: ignore[arg-type]
 
 
-def _t_estimate(d: np.ndarray, confidence: float, method: str) -> Estimate:
+def _t_estimate(
+    d: np.ndarray, confidence: float, method: str, zero_variance: str = "degenerate"
+) -> Estimate:
     """t interval, one-sample t-test against 0 and ``d_z`` of the differences ``d``."""
     n = int(d.size)
     mean = float(d.mean())
@@ -129,6 +132,8 @@ def _t_estimate(d: np.ndarray, confidence: float, method: str) -> Estimate:
     if sd == 0.0:
         if mean == 0.0:
             return Estimate(0.0, 0.0, 0.0, 1.0, n, 0.0, method)
+        if zero_variance == "degenerate":
+            return Estimate(mean, mean, mean, 0.0, n, None, method)
         # every pair differs by the same amount (discrete accuracies, few seeds): the t
         # statistic is infinite, but n identical signs carry only the evidence of an exact
         # sign test, p = 2 * 0.5**n.
@@ -139,18 +144,32 @@ def _t_estimate(d: np.ndarray, confidence: float, method: str) -> Estimate:
     return Estimate(mean, mean - half, mean + half, p, n, mean / sd, method)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Estimate:
+def paired_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = 0.95,
+    *,
+    zero_variance: str = "degenerate",
+) -> Estimate:
     """Paired difference ``mean(a_i - b_i)`` of two arms measured on the same units (seeds).
 
     Identities: ``p_value == scipy.stats.ttest_rel(a, b).pvalue``; the CI is
     ``mean(d) ± t_{(1+c)/2, n-1} · sd(d) / sqrt(n)``; ``effect_size`` is Cohen's
     ``d_z = mean(d) / sd(d)``; ``n`` the number of pairs.  One pair: the mean
     alone (no CI, no p: the verdict is "grid too small").
+
+    Identical non-zero differences (zero variance) have an infinite t:
+    ``zero_variance="degenerate"`` (default) reports ``p = 0``;
+    ``zero_variance="sign-test"`` reports the exact sign-test ``p = 2 · 0.5**n``
+    (all the evidence ``n`` identical signs carry; what the conservation
+    experiments use, whose accuracies are discrete).
     """
     xa, xb = _array(a, "a"), _array(b, "b")
     if xa.size != xb.size:
         raise InvalidArgument("b", list(b), f"must pair with a ({xa.size} values), got {xb.size}")
-    return _t_estimate(xa - xb, _confidence(confidence), "paired t (by seed)")
+    if zero_variance not in ("degenerate", "sign-test"):
+        raise InvalidArgument("zero_variance", zero_variance, "must be 'degenerate' or 'sign-test'")
+    return _t_estimate(xa - xb, _confidence(confidence), "paired t (by seed)", zero_variance)
 
 
 def mixed_difference(
