@@ -487,12 +487,11 @@ def attribution_rows(
     the conservation effect are compared with ``paper_total`` and the
     normalisation effect with 0 (a claimed non-effect within
     :data:`NON_EFFECT_MARGIN`).  A paper value within the margin of 0 is a
-    claimed non-effect for the first two rows as well; without a paper value the
-    margin is passed too, so an effect inside it counts as no effect.
+    claimed non-effect for the first two rows as well.  Every row carries the
+    margin (a practically-zero band), also where the verdict rules do not use it
+    yet (a paper value outside the band).
     """
-    margin = (
-        NON_EFFECT_MARGIN if paper_total is None or abs(paper_total) <= NON_EFFECT_MARGIN else None
-    )
+    margin = NON_EFFECT_MARGIN
     sep = "; " if note else ""
     return [
         effect_row(
