@@ -197,6 +197,37 @@ def check_device(spec: str) -> torch.device:
     return device
 
 
+def _note(
+    store: ResultStore,
+    args: argparse.Namespace,
+    label: str,
+    names: list[str],
+    workers: int,
+    summary: Any,
+    interrupted: bool = False,
+) -> None:
+    """One line of ``<out>/runs.jsonl`` for this run (the report's header sums them)."""
+    extra = "" if args.seeds is None else f" --seeds {args.seeds}"
+    extra += "".join(f" --set '{k}={json.dumps(v)}'" for k, v in parse_overrides(args.set).items())
+    store.note_run(
+        {
+            "command": f"conserve-verified run {label} --profile {args.profile}{extra} "
+            f"--data {args.data}",
+            "profile": args.profile,
+            "seeds": args.seeds,
+            "data": args.data,
+            "experiments": names,
+            "backend": summary.backend,
+            "workers": workers,
+            "finished": summary.finished,
+            "skipped": summary.skipped,
+            "failed": len(summary.failed),
+            "seconds": round(summary.seconds, 2),
+            "interrupted": interrupted,
+        }
+    )
+
+
 def _print_quarantined(store: ResultStore) -> None:
     for line in store.quarantine_messages():
         print(f"conserve-verified run: {line}", file=sys.stderr)
@@ -298,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except Interrupted as exc:
         _print_quarantined(store)
+        _note(store, args, label, names, workers, exc.summary, interrupted=True)
         print(str(exc), file=sys.stderr, flush=True)
         return 130
     _print_quarantined(store)
@@ -309,22 +341,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(summary.failed)} failed in {summary.seconds:.1f} s "
         f"({summary.backend}, {workers} worker(s)) -> {store.root}"
     )
-    store.note_run(
-        {
-            "command": f"conserve-verified run {label} --profile {args.profile}{seeds} "
-            f"--data {args.data}",
-            "profile": args.profile,
-            "seeds": args.seeds,
-            "data": args.data,
-            "experiments": names,
-            "backend": summary.backend,
-            "workers": workers,
-            "finished": summary.finished,
-            "skipped": summary.skipped,
-            "failed": len(summary.failed),
-            "seconds": round(summary.seconds, 2),
-        }
-    )
+    _note(store, args, label, names, workers, summary)
     for name, config, err in summary.failed:
         last = err.strip().splitlines()[-1] if err.strip() else "unknown error"
         print(f"conserve-verified run: FAILED {name} {config}: {last}", file=sys.stderr)

@@ -357,6 +357,9 @@ def _header(
         if not counts
         else (f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}")
     )
+    few = sorted(f"{e} ({len(v)})" for e, v in seeds.items() if len(v) < 3)
+    if few and not smoke_only:
+        seed_txt += f"; fewer than 3: {', '.join(few)}"
     wall = sum(float(e.get("seconds") or 0) for e in runs)
     cpu = sum(float(r.get("seconds") or 0) for r in ok)
     threads = sorted(
