@@ -464,7 +464,10 @@ def build_report(
                     sorted({str(r.get("profile")) for r in recs}),
                     key=lambda p: sum(1 for r in recs if r.get("profile") == p),
                 )
-                cmd = f"conserve-verified run {name} --profile {profile} --data {data}"
+                n_seeds = len({r["config"].get("seed") for r in recs})
+                grid_seeds = len(exp.grids.get(profile, {}).get("seed", []))
+                cut = f" --seeds {n_seeds}" if 0 < n_seeds < grid_seeds else ""
+                cmd = f"conserve-verified run {name} --profile {profile}{cut} --data {data}"
                 got = [dict(r, experiment=name, command=cmd) for r in got]
                 for _, family in group_by(got, lambda r: r["data"]).items():
                     rows += holm_adjust(family)
