@@ -313,12 +313,16 @@ def summary_table(rows: list[dict[str, Any]], out: pathlib.Path | None = None) -
         ours = _ours(head)
         paper = fmt_num(head.get("paper"), _digits(head.get("paper")))
         cmds = sorted({str(r.get("command")) for r in family if r.get("command")})
+        if head.get("compare") in ("proof", "–"):
+            headline = f"{head['quantity']} → **{head['verdict']}** ({head.get('note', '')})"
+        else:
+            headline = f"{head['quantity']}: ours {ours} vs paper {paper} → **{head['verdict']}**"
         table.append(
             [
                 cid,
                 data,
                 ", ".join(f"{k}: {v}" for k, v in counts.items() if v),
-                f"{head['quantity']}: ours {ours} vs paper {paper} → **{head['verdict']}**",
+                headline,
                 "; ".join(f"`{c}{suffix if 'verify' not in c else ''}`" for c in cmds) or "–",
             ]
         )
