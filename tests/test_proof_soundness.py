@@ -226,3 +226,14 @@ def test_invalid_scope_is_a_typed_error() -> None:
         Scope("sometimes", "x")
     with pytest.raises(InvalidArgument, match="detail"):
         Scope("general", " ")
+
+
+def test_smtlib_is_standard_and_parses_with_multiline_labels() -> None:
+    from conserve_verified.proof.smt import Query, decide, smtlib
+
+    long = z3.And(*[x * x + i * y > -100 for i in range(12)])  # prints over several lines
+    text = smtlib(Query("labels", (long, x**3 > 1), (str(long), "cube")))
+    assert "^" not in text and text.count("(assert") == 2
+    assert len(z3.parse_smt2_string(text, ctx=z3.Context())) == 2
+    d = decide(Query("labels", (long, x**3 > 1), (str(long), "cube")))
+    assert d.z3.result == "sat" and d.cvc5.result in ("sat", "unknown")

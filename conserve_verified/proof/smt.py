@@ -181,7 +181,7 @@ def smtlib(query: Query) -> str:
     for label, a in zip(
         query.labels or tuple(f"a{i}" for i in range(len(assertions))), assertions, strict=True
     ):
-        lines.append(f"; {label}")
+        lines.append("; " + " ".join(label.split()))  # one comment line, whatever the label
         lines.append(f"(assert {a.sexpr()})")
     lines.append("(check-sat)")
     return "\n".join(lines) + "\n"
