@@ -222,16 +222,15 @@ def _missing_rows(
             verdict, note = GRID_TOO_SMALL, f"{GRID_TOO_SMALL}: {why} (records of {', '.join(ran)})"
         elif speakers:
             verdict = GRID_TOO_SMALL
-            note = (
-                f"{GRID_TOO_SMALL}: no records of {', '.join(speakers)} in this store; run "
-                f"`conserve-verified run {' '.join(speakers)} --profile quick`"
-            )
+            note = f"{GRID_TOO_SMALL}: {', '.join(speakers)} not run into this store"
         else:
             verdict, note = "not measured", "no experiment measures it"
         row = proof_row(cid, str(what), "not decided", note=note, method="")
         row.update(verdict=verdict, compare="–", data="–")
         if speakers:
-            row["command"] = f"conserve-verified run {' '.join(speakers)} --profile quick"
+            datas = sorted({d for ds in measured.values() for d in ds})
+            on = f" --data {datas[0]}" if len(datas) == 1 else ""
+            row["command"] = f"conserve-verified run {' '.join(speakers)} --profile quick{on}"
         out.append(row)
     return out
 
