@@ -407,7 +407,7 @@ def _drift_plots(records: list[dict[str, Any]], out_dir: pathlib.Path) -> list[s
             ax.set_xlabel("step")
             ax.set_yscale("symlog", linthresh=1e-3)
             ax.set_xlim(left=0)
-            ax.set_ylim(bottom=0)
+        axes[0].set_ylim(bottom=0)  # after every panel is drawn (shared y: no clipped curve)
         axes[0].set_ylabel("mean |log-scale imbalance|")
         for ax in axes:
             if ax.get_legend_handles_labels()[0]:
