@@ -44,14 +44,14 @@ def escape(text: str) -> str:
 def inline_literal(text: str) -> str:
     """``text`` as an inline literal (``:code:`` role).
 
-    The content of a literal role is taken verbatim, so text containing a
-    backtick or ending in a backslash (which no literal can hold) falls back to
-    :func:`escape`d plain text.
+    docutils still reads backslash escapes inside interpreted text (``\\ `` is
+    removed), so text containing a backslash or a backtick (which no literal
+    role holds verbatim) falls back to :func:`escape`d plain text.
     """
     body = " ".join(str(text).splitlines()).strip()
     if not body:
         return ""
-    if "`" in body or body.endswith("\\"):
+    if "`" in body or "\\" in body:
         return escape(body)
     return f":code:`{body}`"
 
