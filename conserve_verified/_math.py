@@ -37,7 +37,7 @@ from typing import Any, Literal
 import torch
 
 from . import _fused
-from .errors import InvalidArgument, InvalidArgumentType
+from .errors import InvalidArgument, InvalidArgumentType, summary
 from .tolerances import TOLERANCES, tolerance
 
 __all__ = [
@@ -129,7 +129,7 @@ def validate_finite(x: torch.Tensor, name: str = "x") -> None:
         pos = _first_position(bad)
         raise InvalidArgument(
             name,
-            f"<{x.dtype} tensor of shape {tuple(x.shape)}>",
+            summary(x),
             f"contains {x[pos].item()} at index {pos}; input must be finite",
         )
 
@@ -139,10 +139,12 @@ def _zero_error(
 ) -> InvalidArgument:
     pos = list(_first_position(zero_rows))
     sample = tuple(p for d, p in enumerate(pos) if d not in dims)
+    over = tuple(d for d in range(x.dim()) if d not in dims)
     return InvalidArgument(
         name,
-        f"<{x.dtype} tensor of shape {tuple(x.shape)}>",
-        f"sample at batch index {sample} is all zeros: its direction is undefined "
+        summary(x),
+        f"sample at index {sample} (over dims {over}; feature dims {tuple(dims)}) is all zeros: "
+        "its direction is undefined "
         "(pass zero='uniform' to map zero samples to the uniform direction)",
     )
 

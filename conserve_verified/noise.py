@@ -633,7 +633,9 @@ def inject(
         chosen = list(names)
         missing = [n for n in chosen if n not in modules]
         if missing:
-            raise InvalidArgument("names", missing, f"no such submodules: {sorted(modules)[:20]}")
+            raise InvalidArgument(
+                "names", missing, f"no such submodules; the model has: {sorted(modules)}"
+            )
     if not chosen:
         raise InvalidArgument("names", names, "no layer to inject noise into")
     handles = []

@@ -82,7 +82,10 @@ def test_compiled_conserve_raises_typed_errors(
 ) -> None:
     x = torch.ones(3, 10)
     x[1] = 0
-    with pytest.raises(InvalidArgument, match=r"batch index \(1,\) is all zeros"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"sample at index \(1,\) \(over dims \(0,\); feature dims \(1,\)\) is all zeros",
+    ):
         inductor_conserve(x)
     x = torch.ones(3, 10)
     x[2, 4] = float("nan")

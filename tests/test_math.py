@@ -103,7 +103,10 @@ def test_conserve_rejects_nonfinite_with_position(dtype: torch.dtype, bad: float
 def test_conserve_zero_sample_raises_by_default(dtype: torch.dtype) -> None:
     x = torch.ones(3, 4, dtype=dtype)
     x[1] = 0
-    with pytest.raises(InvalidArgument, match=r"batch index \(1,\) is all zeros"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"sample at index \(1,\) \(over dims \(0,\); feature dims \(1,\)\) is all zeros",
+    ):
         conserve(x)
 
 
