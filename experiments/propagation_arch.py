@@ -211,6 +211,8 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         for r in rows
     ]
     lines = [
+        f"## {TITLE}",
+        "",
         f"Gaussian noise σ = {cfg['sigma']} per feature at every boundary; "
         f"{cfg['inputs']} test inputs × {cfg['samples']:,} Monte Carlo samples; "
         f"width {cfg['width']}, {cfg['epochs']} epoch(s) of clean training.",

@@ -198,3 +198,15 @@ def test_estimate_mean_is_t_ci_and_one_sample_t_test() -> None:
     assert estimate_mean([0.0, 0.0]).p_value == 1.0
     one = estimate_mean([3.0])
     assert one.low is None and one.p_value is None and one.n == 1
+
+
+def test_practically_zero_effect_is_not_reproduced_even_when_significant() -> None:
+    from conserve_verified.runner.verdict import verdict_of
+
+    # -0.011 pp with four nearly identical seeds: tiny p, CI inside the 2 pp margin
+    assert verdict_of(42.3, -0.011, -0.012, -0.010, 4, 1e-6, margin=2.0) == "not reproduced"
+    assert verdict_of(None, 0.0, 0.0, 0.0001, 3, 1e-5, margin=2.0) == "not reproduced"
+    # without a margin the same row is reversed
+    assert verdict_of(42.3, -0.011, -0.012, -0.010, 4, 1e-6) == "reversed"
+    # a claimed non-effect is still judged by its own rule
+    assert verdict_of(-0.3, 0.1, -0.5, 0.6, 4, 0.7, margin=2.0) == "reproduced"

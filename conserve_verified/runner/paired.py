@@ -129,7 +129,7 @@ def _t_estimate(
     if n < 2:
         return Estimate(mean, None, None, None, n, method=method)
     sd = float(d.std(ddof=1))
-    if sd == 0.0:
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # identical up to rounding: no spread to test with
         if mean == 0.0:
             return Estimate(0.0, 0.0, 0.0, 1.0, n, 0.0, method)
         if zero_variance == "degenerate":

@@ -15,6 +15,10 @@ reference value stands in for the test):
 * **grid too small for a verdict** -- ``n < 2`` or no finite CI.
 * ``compare="effect"`` (a difference between arms; the test is against 0):
 
+  - practically zero (``margin`` given, the claim is not a non-effect, and the
+    whole CI lies inside ``[-margin, margin]``): **not reproduced**, however
+    small p is (e.g. a difference of 0.01 pp with identical seeds).
+
   - claimed non-effect (``margin`` given and ``|paper| <= margin``):
     **reproduced** when the CI lies inside ``[-margin, margin]``; **larger**
     when the effect is significant and the CI lies entirely outside it;
@@ -176,6 +180,14 @@ def verdict_of(
         if paper is None:
             raise InvalidArgument("paper", paper, "a level row needs the paper's value")
         return _level_verdict(paper, low, high, p, margin)
+    if (
+        margin is not None
+        and (paper is None or abs(paper) > margin)
+        and -margin <= low
+        and high <= margin
+    ):
+        # practically zero: the whole CI lies inside +-margin, however small p is
+        return "not reproduced"
     sig = _significant(p, low, high, 0.0)
     if paper is None:
         if sig:

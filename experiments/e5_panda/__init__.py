@@ -37,6 +37,7 @@ from .report import make_report
 NAME = "e5_panda"
 CLAIMS: tuple[str, ...] = ("E5",)
 TITLE = "E5: Franka Panda perception -> control under decomposed depth noise (MuJoCo)"
+DATA_LABEL = "MuJoCo Franka Panda (simulated)"
 
 _ARMS = ["plain", "conserved"]
 _CONDITIONS = ["image", "boundary", "scale", "both", "all"]
