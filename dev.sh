@@ -42,7 +42,7 @@ case "${1:-}" in
     main)
         setup
         conserve-verified verify --json results/certificate.json
-        conserve-verified run all --profile smoke --out results
+        conserve-verified run all --profile quick --seeds 3 --out results
         conserve-verified report --out results
         ;;
     test)

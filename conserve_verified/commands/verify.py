@@ -162,9 +162,19 @@ def run(args: argparse.Namespace) -> int:
         smt.set_export_dir(args.json.parent / "smt")
     start = time.perf_counter()
     try:
-        results = check_all(chosen, timeout)
+        return _check_and_report(args, chosen, timeout, start, load_errors)
     finally:
         smt.set_export_dir(None)
+
+
+def _check_and_report(
+    args: argparse.Namespace,
+    chosen: list[Theorem],
+    timeout: float,
+    start: float,
+    load_errors: list[str],
+) -> int:
+    results = check_all(chosen, timeout)
     total = time.perf_counter() - start
     print(format_table(results))
     instances = [r.theorem for r in results if r.theorem.scope and not r.theorem.scope.is_general]
