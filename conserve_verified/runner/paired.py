@@ -42,6 +42,8 @@ import numpy as np
 from scipy import stats as _st
 
 from ..errors import InvalidArgument, InvalidArgumentType
+from .stats import _confidence
+from .stats import _sample as _array
 from .verdict import Estimate
 
 __all__ = [
@@ -59,30 +61,6 @@ __all__ = [
 
 #: Noise draws averaged per trained model (the issue asks for at least 20).
 MIN_DRAWS = 20
-
-
-def _array(values: Any, name: str, min_n: int = 1) -> np.ndarray:
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise InvalidArgumentType(name, values, "a sequence of real numbers")
-    try:
-        arr = np.asarray(list(values), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidArgumentType(name, values, "a sequence of real numbers") from None
-    if arr.ndim != 1:
-        raise InvalidArgument(name, values, "must be one-dimensional")
-    if arr.size < min_n:
-        raise InvalidArgument(name, values, f"needs at least {min_n} value(s), got {arr.size}")
-    if not np.all(np.isfinite(arr)):
-        raise InvalidArgument(name, values, "contains NaN or Inf")
-    return arr
-
-
-def _confidence(confidence: float) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
-        raise InvalidArgumentType("confidence", confidence, "a real number")
-    if not 0.0 < confidence < 1.0:
-        raise InvalidArgument("confidence", confidence, "must lie in (0, 1)")
-    return float(confidence)
 
 
 @dataclass(frozen=True)
