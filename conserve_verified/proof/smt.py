@@ -371,6 +371,7 @@ class _Cvc5Worker:
         out = self._proc.stdout
         assert out is not None
         lines = self._lines
+
         def pump() -> None:
             for line in out:
                 lines.put(line)
