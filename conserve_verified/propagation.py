@@ -794,21 +794,25 @@ class _Recorder:
         self.values.append(out.detach())
 
 
-def _run_taps(
+def _record_forward(
     model: nn.Module,
     x: torch.Tensor,
+    hooks: Callable[[_Recorder, list[Any]], None],
     boundary_noise: Injector | None,
     neuron_noise: Injector | None,
 ) -> list[torch.Tensor]:
+    """One noisy forward pass of ``model`` recording every tap, in forward order.
+
+    ``hooks(rec, handles)`` registers the module taps, appending each handle; a
+    :class:`Pipeline`'s boundaries are recorded after their hook.  Every hook,
+    the boundary override and the neuron-noise injection are removed afterwards.
+    """
     rec = _Recorder()
     handles: list[Any] = []
     noise_handle = inject(model, neuron_noise) if neuron_noise is not None else None
     pipeline = model if isinstance(model, Pipeline) else None
     try:
-        for op in _ops(model):
-            if op.kind == "module":
-                assert op.module is not None
-                handles.append(op.module.register_forward_hook(rec))
+        hooks(rec, handles)
         if pipeline is not None:
             original = pipeline.boundary
 
@@ -832,6 +836,21 @@ def _run_taps(
         if noise_handle is not None:
             noise_handle.remove()
     return rec.values
+
+
+def _run_taps(
+    model: nn.Module,
+    x: torch.Tensor,
+    boundary_noise: Injector | None,
+    neuron_noise: Injector | None,
+) -> list[torch.Tensor]:
+    def hooks(rec: _Recorder, handles: list[Any]) -> None:
+        for op in _ops(model):
+            if op.kind == "module":
+                assert op.module is not None
+                handles.append(op.module.register_forward_hook(rec))
+
+    return _record_forward(model, x, hooks, boundary_noise, neuron_noise)
 
 
 def monte_carlo(
@@ -1541,39 +1560,15 @@ def _run_graph_taps(
     boundary_noise: Injector | None,
     neuron_noise: Injector | None,
 ) -> list[torch.Tensor]:
-    rec = _Recorder()
-    handles: list[Any] = []
-    noise_handle = inject(model, neuron_noise) if neuron_noise is not None else None
-    pipeline = model if isinstance(model, Pipeline) else None
-    seen: set[int] = set()
     # a module's tap is its raw output (before a boundary hook on it), unless neuron
     # noise is injected there: then after the noise, as the predictor records it
     prepend = neuron_noise is None
-    try:
+
+    def hooks(rec: _Recorder, handles: list[Any]) -> None:
+        seen: set[int] = set()
         for kind, _name, obj in _graph_tap_points(model):
             if kind in ("module", "conserver") and id(obj) not in seen:
                 seen.add(id(obj))
                 handles.append(obj.register_forward_hook(rec, prepend=prepend))
-        if pipeline is not None:
-            original = pipeline.boundary
 
-            def boundary(h: torch.Tensor, index: int) -> torch.Tensor:
-                out = original(h, index)
-                rec.values.append(out.detach())
-                return out
-
-            pipeline.boundary = boundary  # type: ignore[method-assign]
-        with torch.no_grad():
-            if pipeline is not None:
-                with pipeline.boundary_hook(boundary_noise):
-                    model(x)
-            else:
-                model(x)
-    finally:
-        if pipeline is not None and "boundary" in vars(pipeline):
-            del pipeline.boundary
-        for h in handles:
-            h.remove()
-        if noise_handle is not None:
-            noise_handle.remove()
-    return rec.values
+    return _record_forward(model, x, hooks, boundary_noise, neuron_noise)
