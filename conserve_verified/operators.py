@@ -31,6 +31,7 @@ __all__ = [
     "BoundaryForwardHook",
     "BoundaryHandle",
     "BoundaryHook",
+    "BoundaryTracer",
     "ConserveEnergy",
     "Conserved",
     "Pipeline",
@@ -394,6 +395,30 @@ class BoundaryForwardHook:
 def boundary_hooks(module: nn.Module) -> list[BoundaryForwardHook]:
     """The :class:`BoundaryForwardHook` objects installed on ``module`` itself, in order."""
     return [h for h in module._forward_hooks.values() if isinstance(h, BoundaryForwardHook)]
+
+
+class BoundaryTracer(torch.fx.Tracer):
+    """fx tracer keeping torch.nn leaves and :class:`ConserveEnergy` opaque.
+
+    A leaf module's forward hooks do not run while tracing, so the conservation
+    boundaries :func:`conserve_boundaries` put on a leaf are recorded explicitly,
+    as :func:`traced_boundary` calls after the leaf's output (a traced-through
+    module's hooks run and record themselves).
+    """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, ConserveEnergy) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        out = super().call_module(m, forward, args, kwargs)
+        if self.is_leaf_module(m, self.path_of_module(m)):
+            for h in boundary_hooks(m):
+                out = self.create_proxy(
+                    "call_function", traced_boundary, (out, h.conserver.dim, h.name), {}
+                )
+        return out
 
 
 def hooked_boundaries(model: nn.Module) -> list[tuple[str, BoundaryForwardHook]]:

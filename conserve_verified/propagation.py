@@ -78,10 +78,10 @@ from .noise import (
     inject,
 )
 from .operators import (
+    BoundaryTracer,
     Conserved,
     ConserveEnergy,
     Pipeline,
-    boundary_hooks,
     hooked_boundaries,
     resolve_dims,
     traced_boundary,
@@ -919,24 +919,6 @@ def monte_carlo(
 # ``n`` columns (``L = Q R``, ``L^T L = R^T R``), which keeps the cost bounded.
 
 
-class _GraphTracer(fx.Tracer):
-    """fx tracer: torch.nn leaves and ConserveEnergy opaque; hooked leaves marked."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, ConserveEnergy) or super().is_leaf_module(m, module_qualified_name)
-
-    def call_module(
-        self, m: nn.Module, forward: Callable[..., Any], args: Any, kwargs: dict[str, Any]
-    ) -> Any:
-        out = super().call_module(m, forward, args, kwargs)
-        if self.is_leaf_module(m, self.path_of_module(m)):
-            for h in boundary_hooks(m):
-                out = self.create_proxy(
-                    "call_function", traced_boundary, (out, h.conserver.dim, h.name), {}
-                )
-        return out
-
-
 @dataclass(eq=False)
 class _Val:
     """A traced value in factor form: ``mean + L xi`` (``L``: ``(B, S, *shape)``)."""
@@ -1457,7 +1439,7 @@ def _trace(root: nn.Module) -> fx.Graph:
     if hit is not None and hit[0] == key:
         return hit[1]
     try:
-        graph = _GraphTracer().trace(root)
+        graph = BoundaryTracer().trace(root)
     except Exception as exc:  # fx raises many types for untraceable Python
         raise InvalidArgument(
             "model", type(root).__name__, f"cannot be traced with torch.fx: {exc}"

@@ -47,7 +47,12 @@ from torch.nn import functional as F
 
 from .._math import normalize_dims
 from ..errors import InvalidArgument, InvalidArgumentType
-from ..operators import ConserveEnergy, boundary_hooks, resolve_dims, traced_boundary
+from ..operators import (
+    BoundaryTracer,
+    ConserveEnergy,
+    resolve_dims,
+    traced_boundary,
+)
 
 __all__ = [
     "GaugeStructure",
@@ -195,27 +200,6 @@ class _UnionFind:
         # the fixed scale (0) and older scales stay roots
         lo, hi = (ra, rb) if ra < rb else (rb, ra)
         self.parent[hi] = lo
-
-
-class _Tracer(fx.Tracer):
-    """fx tracer keeping conservation boundaries (and torch.nn leaves) opaque."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, ConserveEnergy) or super().is_leaf_module(m, module_qualified_name)
-
-    def call_module(
-        self, m: nn.Module, forward: Callable[..., Any], args: Any, kwargs: dict[str, Any]
-    ) -> Any:
-        # A leaf module's forward hooks do not run while tracing: record the
-        # conservation boundaries put on it by conserve_boundaries explicitly.
-        # (A traced-through module's hooks run and record themselves.)
-        out = super().call_module(m, forward, args, kwargs)
-        if self.is_leaf_module(m, self.path_of_module(m)):
-            for h in boundary_hooks(m):
-                out = self.create_proxy(
-                    "call_function", traced_boundary, (out, h.conserver.dim, h.name), {}
-                )
-        return out
 
 
 @dataclass
@@ -519,7 +503,7 @@ def gauge_structure(
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise InvalidArgumentType("example_input", example_input, "a tensor or tuple of tensors")
     try:
-        graph = _Tracer().trace(model)
+        graph = BoundaryTracer().trace(model)
     except Exception as exc:  # fx raises many types for untraceable Python
         raise InvalidArgument(
             "model", type(model).__name__, f"cannot be traced with torch.fx: {exc}"
