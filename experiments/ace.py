@@ -58,7 +58,7 @@ from conserve_verified.models import mlp_stages
 from conserve_verified.noise import GaussianNoise, ReferenceScaled
 from conserve_verified.operators import Pipeline
 from conserve_verified.runner.conservation import (
-    attribution,
+    attribution_of,
     attribution_rows,
     attribution_table,
     ci_band_plot,
@@ -348,11 +348,12 @@ def _welch_rows(by: dict[str, list[Record]], get: Any, label: str) -> list[list[
 
 
 def _attribution(energy: dict[str, list[Record]], q: float, conv: str) -> dict[str, Any]:
-    hard = energy.get("hard", [])
-    return attribution(
-        per_seed(energy.get("none", []), lambda r: _retention(r, q, conv)),
-        per_seed(hard, lambda r: _retention(r, q, conv, "normalized")),
-        per_seed(hard, lambda r: _retention(r, q, conv)),
+    # the hard arm's own evaluation is the conserved one (projection after the noise)
+    return attribution_of(
+        energy.get("none", []),
+        energy.get("hard", []),
+        lambda r, ev: _retention(r, q, conv, ev),
+        conserved_eval=None,
     )
 
 

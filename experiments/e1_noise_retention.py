@@ -37,10 +37,11 @@ import matplotlib.pyplot as plt
 from conserve_verified.atomic import atomic_savefig
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import (
-    attribution,
+    attribution_of,
     attribution_rows,
     attribution_table,
     ci_band_plot,
+    energy_label,
     per_seed,
     stored,
     train_and_sweep,
@@ -103,10 +104,6 @@ def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     )
 
 
-def _e_label(arm: str) -> str:
-    return "E=1" if arm == "conserved" else arm.split(":", 1)[1]
-
-
 def _per_seed(
     by_arm: dict[str, list[Record]],
     arm: str,
@@ -124,10 +121,10 @@ def _per_seed(
 def _estimates(
     by_arm: dict[str, list[Record]], arm: str, sigma: float, conv: str, field: str
 ) -> dict[str, Any]:
-    return attribution(
-        _per_seed(by_arm, "baseline", sigma, conv, field=field),
-        _per_seed(by_arm, arm, sigma, conv, "normalized", field),
-        _per_seed(by_arm, arm, sigma, conv, "conserved", field),
+    return attribution_of(
+        by_arm.get("baseline", []),
+        by_arm.get(arm, []),
+        lambda r, ev: stored(r, level=sigma, convention=conv, eval_arm=ev, field=field),
     )
 
 
@@ -146,7 +143,7 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
             if arm not in by_arm:
                 continue
             est = _estimates(by_arm, arm, 0.2, conv, "retention_pct")
-            label = f"retention σ=0.2, {tag}, {_e_label(arm)}"
+            label = f"retention σ=0.2, {tag}, {energy_label(arm)}"
             rows += attribution_rows("E1", label, total, est, note)
         for arm in ("baseline", "energy_penalized", "conserved"):
             mean, sd = paper[arm]
@@ -224,7 +221,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         for s in sigmas:
             for arm in _CONSERVED:
                 if arm in by_arm:
-                    label = f"retention σ={s}, {_CONV_TAGS[conv]}, {_e_label(arm)}"
+                    label = f"retention σ={s}, {_CONV_TAGS[conv]}, {energy_label(arm)}"
                     table.append((label, _estimates(by_arm, arm, s, conv, "retention_pct")))
     out.append(attribution_table(table, rows_claim))
     out += [
@@ -283,7 +280,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
             for ev in ("conserved", "normalized")
         }
         ci_band_plot(ax, xs, series)
-    ax.set_xticks(xs, [_e_label(a) for a in present])
+    ax.set_xticks(xs, [energy_label(a) for a in present])
     ax.set_title("retention at σ=0.2 vs E")
     ax.set_ylabel("retention %")
     ax.legend(fontsize=7)

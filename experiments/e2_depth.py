@@ -28,7 +28,7 @@ from conserve_verified.atomic import atomic_savefig
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import (
     NON_EFFECT_MARGIN,
-    attribution,
+    attribution_of,
     attribution_rows,
     attribution_table,
     ci_band_plot,
@@ -97,12 +97,10 @@ def _get(r: Record, conv: str, eval_arm: str | None = None, field: str = "retent
 
 
 def _estimates(groups: dict[Any, list[Record]], d: int, conv: str) -> dict[str, Any]:
-    base = per_seed(groups.get((d, "baseline"), []), lambda r: _get(r, conv))
-    cons = groups.get((d, "conserved"), [])
-    return attribution(
-        base,
-        per_seed(cons, lambda r: _get(r, conv, "normalized")),
-        per_seed(cons, lambda r: _get(r, conv, "conserved")),
+    return attribution_of(
+        groups.get((d, "baseline"), []),
+        groups.get((d, "conserved"), []),
+        lambda r, ev: _get(r, conv, ev),
     )
 
 

@@ -36,12 +36,11 @@ from conserve_verified.atomic import atomic_savefig
 from conserve_verified.data import load
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import (
-    attribution,
+    attribution_of,
     attribution_rows,
     attribution_table,
     eval_pipelines,
     evaluate_noise,
-    per_seed,
     split_arm,
     stored,
     train_arm,
@@ -134,11 +133,10 @@ def _get(
 
 
 def _estimates(arms: dict[str, list[Record]], kind: str, conv: str) -> dict[str, Any]:
-    cons = arms.get("conserved", [])
-    return attribution(
-        per_seed(arms.get("baseline", []), lambda r: _get(r, kind, conv)),
-        per_seed(cons, lambda r: _get(r, kind, conv, "normalized")),
-        per_seed(cons, lambda r: _get(r, kind, conv, "conserved")),
+    return attribution_of(
+        arms.get("baseline", []),
+        arms.get("conserved", []),
+        lambda r, ev: _get(r, kind, conv, ev),
     )
 
 

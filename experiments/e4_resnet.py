@@ -37,10 +37,11 @@ import matplotlib.pyplot as plt
 from conserve_verified.atomic import atomic_savefig
 from conserve_verified.runner.claims import claim
 from conserve_verified.runner.conservation import (
-    attribution,
+    attribution_of,
     attribution_rows,
     attribution_table,
     ci_band_plot,
+    energy_label,
     per_seed,
     stored,
     train_and_sweep,
@@ -106,10 +107,6 @@ def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     )
 
 
-def _e_label(arm: str) -> str:
-    return "E=1" if arm == "conserved" else arm.split(":", 1)[1]
-
-
 def _ps(
     g: dict[Any, list[Record]],
     bn: bool,
@@ -128,10 +125,10 @@ def _ps(
 def _estimates(
     g: dict[Any, list[Record]], bn: bool, arm: str, sigma: float, conv: str, field: str
 ) -> dict[str, Any]:
-    return attribution(
-        _ps(g, bn, "baseline", sigma, conv, field=field),
-        _ps(g, bn, arm, sigma, conv, "normalized", field),
-        _ps(g, bn, arm, sigma, conv, "conserved", field),
+    return attribution_of(
+        g.get((bn, "baseline"), []),
+        g.get((bn, arm), []),
+        lambda r, ev: stored(r, level=sigma, convention=conv, eval_arm=ev, field=field),
     )
 
 
@@ -159,9 +156,8 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
         tag = _CONV_TAGS[conv]
         for key, bn, sigma in _SETTINGS:
             for arm in present:
-                label = (
-                    f"retention {'with' if bn else 'without'} BN, σ={sigma}, {tag}, {_e_label(arm)}"
-                )
+                where = f"{'with' if bn else 'without'} BN, σ={sigma}, {tag}, {energy_label(arm)}"
+                label = f"retention {where}"
                 est = _estimates(g, bn, arm, sigma, conv, "retention_pct")
                 rows += attribution_rows("E4", label, float(paper[key]), est)
                 adj = _adjusted(g, bn, arm, sigma, conv)
@@ -169,8 +165,8 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
                     rows.append(
                         effect_row(
                             "E4",
-                            f"noisy accuracy conserved − baseline at matched clean accuracy (pp), "
-                            f"{'with' if bn else 'without'} BN, σ={sigma}, {tag}, {_e_label(arm)}",
+                            "noisy accuracy conserved − baseline at matched clean accuracy "
+                            f"(pp), {where}",
                             None,
                             adj,
                             note="clean-accuracy gap as covariate (E4 fairness)",
@@ -233,7 +229,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                     continue
                 label = (
                     f"retention {'with' if bn else 'without'} BN, σ={sigma}, "
-                    f"{_CONV_TAGS[conv]}, {_e_label(arm)}"
+                    f"{_CONV_TAGS[conv]}, {energy_label(arm)}"
                 )
                 table.append((label, _estimates(g, bn, arm, sigma, conv, "retention_pct")))
     out.append(attribution_table(table, rows_claim))

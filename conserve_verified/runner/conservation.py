@@ -81,10 +81,12 @@ __all__ = [
     "NON_EFFECT_MARGIN",
     "QUANTITIES",
     "attribution",
+    "attribution_of",
     "attribution_rows",
     "attribution_table",
     "build_model",
     "ci_band_plot",
+    "energy_label",
     "eval_pipelines",
     "evaluate_noise",
     "gaussian_sweep",
@@ -464,6 +466,32 @@ def attribution(
         "conservation": _paired(conserved, normalized),
         "normalisation": _paired(normalized, baseline),
     }
+
+
+def attribution_of(
+    baseline: Sequence[Record],
+    conserved: Sequence[Record],
+    get: Callable[[Record, str | None], float | None],
+    *,
+    conserved_eval: str | None = "conserved",
+) -> dict[str, Estimate]:
+    """:func:`attribution` of a condition from its records.
+
+    ``get(record, eval_arm)`` reads the stored value of one evaluation of a
+    record (``None``: the record's own arm).  The baseline records give the
+    baseline; the conserved records give the normalised control
+    (``eval_arm="normalized"``) and the conserved arm (``conserved_eval``).
+    """
+    return attribution(
+        per_seed(baseline, lambda r: get(r, None)),
+        per_seed(conserved, lambda r: get(r, "normalized")),
+        per_seed(conserved, lambda r: get(r, conserved_eval)),
+    )
+
+
+def energy_label(arm: str) -> str:
+    """``"E=1"`` for the plain ``conserved`` arm, else the ``E=...`` part of ``conserved:E=...``."""
+    return "E=1" if arm == "conserved" else arm.split(":", 1)[1]
 
 
 #: Quantity names of the three attribution rows of a condition ``label``.
