@@ -467,12 +467,14 @@ class Z3Implies(Claim):
             details=details,
         )
 
+    @staticmethod
+    def _exact(values: dict[str, Any]) -> tuple[dict[str, Any], dict[Any, Any]]:
+        """Real SymPy symbols by name, and their exact values, for :func:`to_sympy`."""
+        symbols = {name: sp.Symbol(name, real=True) for name in values}
+        return symbols, {symbols[name]: sp.sympify(v) for name, v in values.items()}
+
     def _recheck_hypotheses(self, values: dict[str, Any]) -> str | None:
-        symbols: dict[str, Any] = {}
-        subs = {}
-        for name, value in values.items():
-            symbols.setdefault(name, sp.Symbol(name, real=True))
-            subs[symbols[name]] = sp.sympify(value)
+        symbols, subs = self._exact(values)
         for i, h in enumerate(self.hypotheses):
             truth = to_sympy(h, symbols).subs(subs)
             if truth is not sp.true:
@@ -487,11 +489,7 @@ class Z3Implies(Claim):
         problem = self._recheck_hypotheses(values)
         if problem is not None:
             return problem
-        symbols: dict[str, Any] = {}
-        subs = {}
-        for name, value in values.items():
-            symbols.setdefault(name, sp.Symbol(name, real=True))
-            subs[symbols[name]] = sp.sympify(value)
+        symbols, subs = self._exact(values)
         truth = to_sympy(self.conclusion, symbols).subs(subs)
         if truth is not sp.false:
             return f"conclusion ({self.conclusion}) evaluates to {truth}"

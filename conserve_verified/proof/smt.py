@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import z3
@@ -149,7 +149,7 @@ class Query:
     """A satisfiability question: is the conjunction of ``assertions`` satisfiable?
 
     ``role`` says why it is asked (``"hypotheses satisfiable"``, ``"proof"``,
-    ``"drop hypothesis 2"``); ``labels`` name the assertions (for unsat cores).
+    ``"drop hypothesis 2"``); ``labels`` name the assertions (comments in the text).
     """
 
     role: str
@@ -219,9 +219,7 @@ class Decision:
     z3: Answer
     cvc5: Answer
     model: dict[str, Any] | None = None
-    core: tuple[str, ...] | None = None
     file: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def agree(self) -> bool:
@@ -239,7 +237,7 @@ class Decision:
         return tuple(a.solver for a in (self.z3, self.cvc5) if a.result == "sat")
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form (certificate): role, SMT-LIB2 hash and file, both answers, unsat core."""
+        """JSON form (certificate): role, logic, SMT-LIB2 hash and file, both answers."""
         out: dict[str, Any] = {
             "role": self.query.role,
             "logic": self.query.logic,
@@ -248,8 +246,6 @@ class Decision:
             "z3": self.z3.as_dict(),
             "cvc5": self.cvc5.as_dict(),
         }
-        if self.core is not None:
-            out["unsat_core"] = list(self.core)
         return out
 
 
@@ -260,51 +256,29 @@ def cvc5_available() -> bool:
     return importlib.util.find_spec("cvc5") is not None
 
 
-def _z3_solver(query: Query, text: str, track: bool) -> tuple[Any, dict[str, str]]:
+def _z3_decide(query: Query, text: str) -> tuple[Answer, dict[str, Any] | None]:
+    """Z3's answer to the SMT-LIB2 ``text`` of ``query`` (and its model on ``sat``).
+
+    The text is parsed into a fresh :class:`z3.Context`, so the answer depends on
+    the text alone, not on terms created earlier in the process (which would
+    shift Z3's internal term ids and with them its search).
+    """
     ctx = z3.Context()
-    assertions = list(z3.parse_smt2_string(text, ctx=ctx))
     solver = z3.SolverFor(query.logic, ctx=ctx)
     solver.set("rlimit", Z3_RLIMIT)
     solver.set("timeout", int(SAFETY_TIMEOUT_S * 1000))
-    labels = query.labels or tuple(f"a{i}" for i in range(len(assertions)))
-    names: dict[str, str] = {}
-    for i, (label, a) in enumerate(zip(labels, assertions, strict=True)):
-        if track:
-            tracker = z3.Bool(f"__track__{i}", ctx)
-            names[str(tracker)] = label
-            solver.assert_and_track(a, tracker)
-        else:
-            solver.add(a)
-    return solver, names
-
-
-def _z3_decide(
-    query: Query, text: str, want_core: bool
-) -> tuple[Answer, dict[str, Any] | None, tuple[str, ...] | None]:
-    """Z3's answer to the SMT-LIB2 ``text`` of ``query``, parsed into a fresh context.
-
-    A fresh :class:`z3.Context` per query makes the answer depend on the text
-    alone, not on terms created earlier in the process (which would shift Z3's
-    internal term ids and with them its search).  The unsat core comes from a
-    second, tracked run, so tracking never changes the verdict or the model.
-    """
-    solver, _ = _z3_solver(query, text, track=False)
+    solver.add(*z3.parse_smt2_string(text, ctx=ctx))
     start = time.perf_counter()
     result = solver.check()
     elapsed = time.perf_counter() - start
     if result == z3.unsat:
-        core = None
-        if want_core:
-            tracked, names = _z3_solver(query, text, track=True)
-            if tracked.check() == z3.unsat:
-                core = tuple(names[str(c)] for c in tracked.unsat_core() if str(c) in names)
-        return Answer("z3", "unsat", time_s=elapsed), None, core
+        return Answer("z3", "unsat", time_s=elapsed), None
     if result == z3.sat:
         model = solver.model()
         values = {str(d.name()): model[d] for d in model.decls() if d.arity() == 0}
-        return Answer("z3", "sat", time_s=elapsed), values, None
+        return Answer("z3", "sat", time_s=elapsed), values
     reason = solver.reason_unknown()
-    return Answer("z3", "unknown", f"z3: {reason} (rlimit {Z3_RLIMIT})", elapsed), None, None
+    return Answer("z3", "unknown", f"z3: {reason} (rlimit {Z3_RLIMIT})", elapsed), None
 
 
 def _cvc5_answer(text: str) -> tuple[str, str, float]:
@@ -419,8 +393,8 @@ def _cvc5_decide(text: str, safety_s: float = CVC5_SAFETY_S) -> Answer:
     return _WORKER.ask(text, safety_s)
 
 
-def decide(query: Query, *, want_core: bool = False, second_solver: bool = True) -> Decision:
-    """Decide ``query`` with Z3 (model on ``sat``, core on ``unsat`` if asked) and cvc5.
+def decide(query: Query, *, second_solver: bool = True) -> Decision:
+    """Decide ``query`` with Z3 (its model on ``sat``) and cvc5.
 
     The SMT-LIB2 text is saved under :func:`export_dir` (if set) as
     ``<sha256[:16]>.smt2``; cvc5 reads that same text.
@@ -433,10 +407,10 @@ def decide(query: Query, *, want_core: bool = False, second_solver: bool = True)
         if not path.exists():
             atomic_write_text(path, text)
         file = path.name
-    z3_answer, model, core = _z3_decide(query, text, want_core)
+    z3_answer, model = _z3_decide(query, text)
     if not second_solver:
         cvc5_answer = Answer("cvc5", "unknown", "not asked")
     else:
         safety = CVC5_SAFETY_SAT_S if z3_answer.result == "sat" else CVC5_SAFETY_S
         cvc5_answer = _cvc5_decide(text, safety)
-    return Decision(query, digest, z3_answer, cvc5_answer, model, core, file)
+    return Decision(query, digest, z3_answer, cvc5_answer, model, file)
