@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -38,20 +38,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def slow_root(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    root = tmp_path / "exp" / "experiments"
-    root.mkdir(parents=True)
-    (root / "__init__.py").write_text((REPO / "experiments" / "__init__.py").read_text())
-    (root / "slow.py").write_text(SLOW)
-    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] == "experiments"}
-    for k in saved:
-        del sys.modules[k]
-    yield root
-    for k in [k for k in sys.modules if k.split(".")[0] == "experiments"]:
-        del sys.modules[k]
-    sys.modules.update(saved)
-    if str(root.parent) in sys.path:
-        sys.path.remove(str(root.parent))
+def slow_root(toy_experiments: Callable[[str, str], pathlib.Path]) -> pathlib.Path:
+    return toy_experiments("slow", SLOW)
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

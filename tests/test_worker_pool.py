@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,20 +47,8 @@ def report(records, out_dir):
 
 
 @pytest.fixture
-def seeded_root(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    root = tmp_path / "exp" / "experiments"
-    root.mkdir(parents=True)
-    (root / "__init__.py").write_text((REPO / "experiments" / "__init__.py").read_text())
-    (root / "seeded.py").write_text(SEEDED)
-    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] == "experiments"}
-    for k in saved:
-        del sys.modules[k]
-    yield root
-    for k in [k for k in sys.modules if k.split(".")[0] == "experiments"]:
-        del sys.modules[k]
-    sys.modules.update(saved)
-    if str(root.parent) in sys.path:
-        sys.path.remove(str(root.parent))
+def seeded_root(toy_experiments: Callable[[str, str], pathlib.Path]) -> pathlib.Path:
+    return toy_experiments("seeded", SEEDED)
 
 
 def _comparable(rec: dict[str, Any]) -> tuple[Any, ...]:
