@@ -237,3 +237,31 @@ def test_smtlib_is_standard_and_parses_with_multiline_labels() -> None:
     assert len(z3.parse_smt2_string(text, ctx=z3.Context())) == 2
     d = decide(Query("labels", (long, x**3 > 1), (str(long), "cube")))
     assert d.z3.result == "sat" and d.cvc5.result in ("sat", "unknown")
+
+
+def test_checker_arguments_are_typed_errors_naming_the_argument() -> None:
+    from conserve_verified.proof.smt import Query
+
+    space = InnerProductSpace("v")
+    (v,) = space.vectors()
+    with pytest.raises(InvalidArgument, match="dimensions"):
+        gram_identity(space, space.energy(v), space.energy(v), latex="x", dimensions=(0,))
+    with pytest.raises(InvalidArgument, match="rhs"):
+        gram_identity(space, v, space.energy(v), latex="x")
+    with pytest.raises(InvalidArgument, match="names"):
+        InnerProductSpace("v", "v")
+    n = sp.Symbol("n", integer=True, positive=True)
+    with pytest.raises(InvalidArgumentType, match="sizes"):
+        sum_identity(n, n, sizes=(sp.Symbol("m"),), latex="x")
+    with pytest.raises(InvalidArgument, match="init"):
+        induction(
+            k=k,
+            state=[x],
+            predicate=lambda _k, st: st[0] >= 0,
+            init=[],
+            transition=lambda _k, st: st,
+        )
+    with pytest.raises(InvalidArgument, match="labels"):
+        Query("q", (x > 0,), ("a", "b"))
+    with pytest.raises(InvalidArgument, match="labels"):
+        z3_implies([x > 0], x > -1, labels=["one", "two"])
