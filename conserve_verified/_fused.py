@@ -23,10 +23,22 @@ arithmetic on it).  Each step is exactly the element-wise operation or the
 per-sample reduction of the reference, so on CPU the results are bit-identical
 to it (``tests/test_bench_fused.py`` checks ``torch.equal``).
 
+one-pass forward (float32 on CPU, ``n <= tolerances.ONE_PASS_MAX_FEATURES``)
+    ``nrm = vector_norm(x)`` per sample (torch's one-read 2-norm kernel: squares
+    accumulated in vector lanes, lanes folded, tail added in sequence --
+    :func:`conserve_verified.proof.finite.lane_fold`), ``scale = r / nrm`` by one
+    division, ``y = x * scale``: one read of ``x`` for the norm and one
+    read-write for ``y``, no temporary at all.  Its summation order is not the
+    cascade's, so it is not bitwise the reference; its rounding error is
+    derived from its own order and proved in theorem ``FP32``, and the float32
+    rows of the tolerance table come from it (:mod:`conserve_verified.tolerances`).
+
 Identities:
 
 * ``forward(x, E, dims) == _math._forward(x, E, dims, zero)`` (bitwise, CPU) whenever
-  it returns a result;
+  it returns a result, except on the one-pass path;
+* one-pass path: ``y == x * (float32(r) / vector_norm(x))`` bitwise, and
+  ``|energy(y) - E| <= energy_atol(float32, E, n)`` (theorem ``FP32``);
 * ``backward(g, y, inv_rho, E, dims) == `` the reference backward (bitwise, CPU).
 
 Scope: feature dims must be the trailing dims of a contiguous tensor (``dim=-1``
@@ -56,7 +68,7 @@ from typing import Any
 
 import torch
 
-from .tolerances import tolerance
+from .tolerances import ONE_PASS_DTYPES, ONE_PASS_MAX_FEATURES, tolerance
 
 __all__ = [
     "BLOCK_BYTES",
@@ -66,6 +78,8 @@ __all__ = [
     "disabled",
     "forward",
     "is_enabled",
+    "one_pass",
+    "one_pass_norm",
     "rows_view",
     "sum_squares",
 ]
@@ -220,6 +234,31 @@ def _forward_blocks(
     return y, ss
 
 
+def one_pass(dtype: torch.dtype, n: int) -> bool:
+    """Whether CPU samples of ``n`` features of ``dtype`` take the one-pass kernel."""
+    return dtype in ONE_PASS_DTYPES and n <= ONE_PASS_MAX_FEATURES
+
+
+def one_pass_norm(x2: torch.Tensor) -> torch.Tensor:
+    """Per-row 2-norm of a contiguous CPU float32 ``(rows, n)`` tensor, shaped ``(rows, 1)``.
+
+    Identity: ``sqrt`` of :func:`conserve_verified.proof.finite.lane_fold` of the
+    squares (lanes of 8 or 16), rounded once -- torch's one-read norm kernel.
+    """
+    return torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
+
+
+def _forward_one_pass(x2: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-pass CPU forward on ``(rows, n)``: ``(y, ss)`` with ``ss = nrm**2`` (for the checks).
+
+    ``scale = float32(r) / nrm`` (one rounding of ``r``, one division), then
+    ``y = x * scale`` (one rounding per element).
+    """
+    nrm = one_pass_norm(x2)
+    scale = torch.full_like(nrm, r).div_(nrm)
+    return torch.mul(x2, scale), nrm.square_()
+
+
 def _backward_blocks(
     g2: torch.Tensor, y2: torch.Tensor, inv2: torch.Tensor, e: float
 ) -> torch.Tensor:
@@ -352,6 +391,8 @@ def forward(
     x2 = x if flat else x.view(rows, n)
     if x.device.type == "cuda":
         y2, ss = _cuda_kernel("forward", cuda_forward_math)(x2, r)
+    elif one_pass(x.dtype, n):
+        y2, ss = _forward_one_pass(x2, r)
     else:
         y2, ss = _forward_blocks(x2, r, acc)
     if flat:

@@ -165,11 +165,17 @@ def _screen_passes(
     term: ``|s32 - S| <= gamma_{h+1} S + n 2**-149`` (squares below float32's
     normal range flush with an absolute error ``<= 2**-150`` each), so
     ``|s32 - E| <= atol - gamma_{h+1} s32 / (1 - gamma_{h+1}) - n 2**-149``
-    (minus a float64 margin) implies ``|S - E| <= atol``.  Returns ``False``
-    (undecided: measure in float64) for other layouts and dtypes, NaN or Inf.
+    (minus a float64 margin) implies ``|S - E| <= atol``.  Float32 samples of at
+    most ``ONE_PASS_MAX_FEATURES`` features are measured in one read instead:
+    ``s32 = nrm**2`` (in float64) with ``nrm`` the one-pass norm kernel's result
+    (:func:`_fused.one_pass_norm`), ``nrm = sqrt(S (1 + theta))(1 + d_sqrt)`` with
+    ``|theta| <= gamma_{h1+1}``, ``h1 = one_pass_height_bound(n)``, so
+    ``|s32 - S| <= gamma_{h1+3} S`` and the same test holds with ``h = h1 + 2``.
+    Returns ``False`` (undecided: measure in float64) for other layouts and
+    dtypes, NaN or Inf.
     """
     from . import _fused  # local: _fused is the operator's kernel module
-    from .tolerances import summation_height_bound
+    from .tolerances import one_pass_height_bound, summation_height_bound
 
     shape = _fused.rows_view(y, dims)
     if (
@@ -180,9 +186,13 @@ def _screen_passes(
     ):
         return False
     rows, _ = shape
-    s32 = _fused.sum_squares(y.view(rows, n)).double()
     ua = 2.0**-24
-    h = summation_height_bound(n) + 1
+    if _fused.one_pass(y.dtype, n):
+        s32 = _fused.one_pass_norm(y.view(rows, n)).double().square_()
+        h = one_pass_height_bound(n) + 3
+    else:
+        s32 = _fused.sum_squares(y.view(rows, n)).double()
+        h = summation_height_bound(n) + 1
     g = h * ua / (1 - h * ua)
     limit = atol - (g / (1 - g)) * s32 - n * 2.0**-149 - 2.0**-50 * (energy + s32)
     return bool(((s32 - energy).abs() <= limit).all())  # NaN/Inf compare False

@@ -29,6 +29,26 @@ float16/bfloat16/float32, float64 for float64).  The fast path
 3. rounds each output element once to the storage dtype (``u``; for
    float32/float64 this is the multiply of step 2).
 
+**The one-pass path (float32, ``n <= ONE_PASS_MAX_FEATURES``).**  Float32 input
+with at most :data:`ONE_PASS_MAX_FEATURES` features per sample takes a path
+that reads ``x`` once for its norm (``torch.linalg.vector_norm``, whose CPU
+kernel accumulates the squares in vector lanes, folds the lanes left to right
+and adds the tail in sequence: :func:`conserve_verified.proof.finite.lane_fold`)
+and once for ``y = x * (r / ||x||)``, the factor computed by one division.  Its
+summation height is ``(n // L - 1) + (L - 1) + n mod L`` for ``L`` lanes
+(8 on AVX2, NEON and the default build, 16 on AVX-512), at most ``140`` for
+``n <= 1024`` and ``1036`` for ``n <= 8192`` (:data:`ONE_PASS_HEIGHTS`); the
+numerator of the factor has two roundings (``d_r``, ``d_div``) instead of
+three.  The float32 rows of the table are therefore
+
+    ``c(n) = 148`` for ``n <= 1024``, ``1044`` for ``1024 < n <= 8192``
+
+(:data:`ONE_PASS_COEFFICIENTS`; theorem ``FP32``), which also dominate the cascade
+path that the operator falls back to; above 8192 features float32 takes the
+cascade path and its rows.  The one-pass kernel is faster (one read instead of a
+squared temporary and a cascade sum) and its order adds more roundings per
+term: its tolerance is what that order guarantees, not the cascade's.
+
 The energy is ``E m q**2`` with ``q`` the common factor's relative error and
 ``m`` a weighted mean of the per-element ``(1 + d_i)**2``; its worst case over
 the box of the rounding variables is
@@ -41,7 +61,8 @@ per operation.  The table rounds it up:
 
 (``tests/test_proof_finite.py`` checks that every ``c(n)`` dominates the
 derived bound of every dtype).  ``DtypeTolerance.energy_rtol`` is the value
-valid for every ``n <= 2**20`` (``c = 160``); :func:`energy_atol` uses ``c(n)``.
+valid for every ``n <= 2**20`` (``c = 160``; float32: ``c = 1044``);
+:func:`energy_atol` uses ``c(n)``.
 The wide (float64) path rounds less and stays within the same bound.
 
 Elements that land in the subnormal range lose relative precision; their
@@ -61,12 +82,19 @@ from .errors import InvalidArgument, InvalidArgumentType
 __all__ = [
     "ACCUMULATION_COEFFICIENTS",
     "MAX_FEATURES",
+    "ONE_PASS_COEFFICIENTS",
+    "ONE_PASS_DTYPES",
+    "ONE_PASS_HEIGHTS",
+    "ONE_PASS_LANES",
+    "ONE_PASS_MAX_FEATURES",
     "SUMMATION_HEIGHTS",
     "TOLERANCES",
     "DtypeTolerance",
+    "accumulation_coefficient",
     "accumulation_dtype",
     "energy_atol",
     "energy_rtol_for",
+    "one_pass_height_bound",
     "summation_height_bound",
     "tolerance",
 ]
@@ -90,6 +118,30 @@ ACCUMULATION_COEFFICIENTS: tuple[tuple[int, int], ...] = (
     (MAX_FEATURES, 160),
 )
 
+#: Dtypes whose CPU fast path is the one-pass kernel for ``n <= ONE_PASS_MAX_FEATURES``.
+ONE_PASS_DTYPES: tuple[torch.dtype, ...] = (torch.float32,)
+
+#: Longest sample (features) that takes the one-pass kernel; longer ones take the cascade.
+ONE_PASS_MAX_FEATURES = 8192
+
+#: Float lanes of ATen's ``Vectorized<float>`` on the builds covered (8: AVX2, NEON,
+#: default; 16: AVX-512).
+ONE_PASS_LANES: tuple[int, ...] = (8, 16)
+
+#: ``(n_max, h)``: for ``n <= n_max`` the one-pass norm kernel adds each square at most
+#: ``h`` times (``max_lane_fold_height`` over :data:`ONE_PASS_LANES`).
+ONE_PASS_HEIGHTS: tuple[tuple[int, int], ...] = (
+    (1024, 140),
+    (ONE_PASS_MAX_FEATURES, 1036),
+)
+
+#: ``(n_max, c)``: the float32 accumulation coefficient for ``n <= n_max`` features, the
+#: one-pass model's bound rounded up (it dominates the cascade rows at these lengths).
+ONE_PASS_COEFFICIENTS: tuple[tuple[int, int], ...] = (
+    (1024, 148),
+    (ONE_PASS_MAX_FEATURES, 1044),
+)
+
 
 @dataclass(frozen=True)
 class DtypeTolerance:
@@ -101,7 +153,8 @@ class DtypeTolerance:
         unit_roundoff: ``u = 2**-p`` of the storage dtype.
         accumulation_roundoff: ``u`` of the accumulation dtype.
         smallest_subnormal: spacing of the subnormal range of the storage dtype.
-        energy_rtol: ``2u + u**2 + 160 u_acc`` -- relative energy error bound of
+        energy_rtol: ``2u + u**2 + c u_acc`` with the largest ``c`` of the dtype's
+            rows (160; float32: 1044) -- relative energy error bound of
             :func:`conserve_verified.conserve` for every ``n <= MAX_FEATURES``
             features (:func:`energy_rtol_for` gives the tighter value for a given ``n``).
         function_rtol: relative tolerance for comparing two evaluations of the
@@ -118,6 +171,11 @@ class DtypeTolerance:
     function_rtol: float
 
 
+def _max_coefficient(dtype: torch.dtype) -> int:
+    rows = ACCUMULATION_COEFFICIENTS + (ONE_PASS_COEFFICIENTS if dtype in ONE_PASS_DTYPES else ())
+    return max(c for _, c in rows)
+
+
 def _make(dtype: torch.dtype, accumulation: torch.dtype) -> DtypeTolerance:
     info = torch.finfo(dtype)
     u = info.eps / 2.0
@@ -128,7 +186,7 @@ def _make(dtype: torch.dtype, accumulation: torch.dtype) -> DtypeTolerance:
         unit_roundoff=u,
         accumulation_roundoff=u_acc,
         smallest_subnormal=float(info.smallest_normal) * info.eps,
-        energy_rtol=2.0 * u + u * u + ACCUMULATION_COEFFICIENTS[-1][1] * u_acc,
+        energy_rtol=2.0 * u + u * u + _max_coefficient(dtype) * u_acc,
         function_rtol=64.0 * u,
     )
 
@@ -163,7 +221,8 @@ def energy_rtol_for(dtype: torch.dtype, n: int) -> float:
     """Relative energy error bound for ``n`` features: ``2u + u**2 + c(n) u_acc``.
 
     Identity: ``energy_rtol_for(dtype, n) <= tolerance(dtype).energy_rtol`` for
-    every ``1 <= n <= MAX_FEATURES``, with equality for ``n > 32767``.
+    every ``1 <= n <= MAX_FEATURES``, with equality for ``n > 32767`` (float32:
+    for ``1024 < n <= 8192``).
     """
     row = tolerance(dtype)
     if isinstance(n, bool) or not isinstance(n, int):
@@ -173,8 +232,19 @@ def energy_rtol_for(dtype: torch.dtype, n: int) -> float:
             "n", n, f"the energy tolerance is derived for 1 <= n <= {MAX_FEATURES} features"
         )
     u, u_acc = row.unit_roundoff, row.accumulation_roundoff
-    c = next(c for n_max, c in ACCUMULATION_COEFFICIENTS if n <= n_max)
-    return 2.0 * u + u * u + c * u_acc
+    return 2.0 * u + u * u + accumulation_coefficient(dtype, n) * u_acc
+
+
+def accumulation_coefficient(dtype: torch.dtype, n: int) -> int:
+    """``c(n)`` of ``energy_rtol_for``: the one-pass row for float32 up to 8192 features.
+
+    Identity: the cascade row of :data:`ACCUMULATION_COEFFICIENTS`, or for a
+    dtype of :data:`ONE_PASS_DTYPES` with ``n <= ONE_PASS_MAX_FEATURES`` the row of
+    :data:`ONE_PASS_COEFFICIENTS` (which is the larger of the two there).
+    """
+    if dtype in ONE_PASS_DTYPES and n <= ONE_PASS_MAX_FEATURES:
+        return next(c for n_max, c in ONE_PASS_COEFFICIENTS if n <= n_max)
+    return next(c for n_max, c in ACCUMULATION_COEFFICIENTS if n <= n_max)
 
 
 def energy_atol(dtype: torch.dtype, energy: float, n: int) -> float:
@@ -199,3 +269,16 @@ def summation_height_bound(n: int) -> int:
     if not 1 <= n <= MAX_FEATURES:
         raise InvalidArgument("n", n, f"must be in [1, {MAX_FEATURES}]")
     return next(h for n_max, h in SUMMATION_HEIGHTS if n <= n_max)
+
+
+def one_pass_height_bound(n: int) -> int:
+    """Most additions any square takes in the one-pass norm kernel for ``n <= 8192`` terms.
+
+    Identity: ``>= conserve_verified.proof.finite.max_lane_fold_height(n, lanes)`` for
+    lanes 8 and 16 (checked in ``tests/test_proof_finite.py``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidArgumentType("n", n, "an int")
+    if not 1 <= n <= ONE_PASS_MAX_FEATURES:
+        raise InvalidArgument("n", n, f"must be in [1, {ONE_PASS_MAX_FEATURES}]")
+    return next(h for n_max, h in ONE_PASS_HEIGHTS if n <= n_max)

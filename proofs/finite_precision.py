@@ -74,6 +74,9 @@ from conserve_verified.proof.finite import (
 )
 from conserve_verified.tolerances import (
     ACCUMULATION_COEFFICIENTS,
+    ONE_PASS_COEFFICIENTS,
+    ONE_PASS_HEIGHTS,
+    ONE_PASS_MAX_FEATURES,
     energy_atol,
     tolerance,
 )
@@ -459,3 +462,240 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
 
 FP16 = register(_theorem("FP16", torch.float16))
 BF16 = register(_theorem("BF16", torch.bfloat16))
+
+
+# --------------------------------------------------------------------------- FP32 (one pass)
+
+_FP32_TWIN = "property_tests/test_conservation_bounds.py::test_conserve_float32_one_pass_energy"
+#: Squares of float32 data below float32's normal range (the fast path's threshold keeps
+#: their total within this relative error; see ``_math._underflow_threshold``).
+_Q32 = Fraction(1, 2**46)
+#: n = 2 part of the FP32 enumeration: every 2**_STRIDE-th float32 in [1, 2) as x_1 with
+#: each of these x_2 (both zeros, tiny, mid-range and just below 2, both signs).
+_STRIDE = 6
+_X2_FP32 = (0.0, -0.0, 2.0**-12, -(2.0**-12), 0.75, -0.75, 1.9999998807907104, -1.5)
+
+
+def _fp32_first_values() -> torch.Tensor:
+    """Every float32 in ``[1, 2)`` (all ``2**23`` significands)."""
+    bits = torch.arange(2**23, dtype=torch.int32) | 0x3F800000
+    return bits.view(torch.float32)
+
+
+def _fp32_energies() -> tuple[float, float, float]:
+    u = 2.0**-24
+    return 1.0, (1.0 + u * (1 - 2.0**-10)) ** 2, (1.0 + u * (1 + 2.0**-10)) ** 2
+
+
+def _fp32_batches() -> Iterator[Batch]:
+    """n = 1: every float32 in [1, 2) at three energies; n = 2: the strided set, two energies."""
+    x1 = _fp32_first_values()
+    energies = _fp32_energies()
+    for e in energies:
+        yield _measured(x1[:, None], e, "n=1")
+    first = x1[:: 2**_STRIDE]
+    for x2 in _X2_FP32:
+        rows = torch.stack([first, torch.full_like(first, x2)], dim=-1)
+        for e in energies[:2]:
+            yield _measured(rows, e, "n=2", torch.zeros(len(rows), dtype=torch.bool))
+
+
+def _fp32_numerator_claims() -> list[Z3Implies]:
+    """Lemma 1 (one pass): ``B = (1 + d_r64)(1 + d_r)``, ``P = (1 + d_div) B``.
+
+    ``scale = float32(r) / nrm`` is one division: the numerator has the rounding of
+    ``r`` (float64 root, float32 cast) and the division, not ``rsqrt``'s two.
+    """
+    c_b, b_lo, b_hi = _product_claim(
+        ("d_r64", "d_r"), (_U64, _UA), ("math.sqrt(E)", "r rounded to float32"), "B"
+    )
+    dd, b, p = z3.Reals("d_div B P")
+    lo, hi = _fp32_numerator_box()
+    c_p = z3_implies(
+        [_interval(dd, -_UA, _UA), _interval(b, b_lo, b_hi), p == (1 + dd) * b],
+        _interval(p, lo, hi),
+        labels=["|d_div| <= 2^-24 (float32(r) / nrm)", "B in its box", "P = (1 + d_div) B"],
+        latex=r"P = (1 + \delta_{div}) B \in [(1-u)^2(1-2^{-53}), (1+u)^2(1+2^{-53})]",
+    )
+    return [c_b, c_p]
+
+
+def _fp32_numerator_box() -> tuple[Fraction, Fraction]:
+    return _down((1 - _UA) * _B_LO), _up((1 + _UA) * _B_HI)
+
+
+def _fp32_denominator_box(h: int) -> tuple[Fraction, Fraction]:
+    g = gamma(h + 1, _UA)  # squares rounded once each (or fused into the addition)
+    return _down((1 - g) * (1 - _UA) ** 2 * (1 - _Q32)), _up((1 + g) * (1 + _UA) ** 2 * (1 + _Q32))
+
+
+def _fp32_denominator_claim(n_max: int, h: int) -> Z3Implies:
+    """Lemma 2 (one pass): lanes + fold + tail (``theta``), ``sqrt`` (``d_sqrt``), underflow."""
+    th, ds, q, d = z3.Reals("theta d_sqrt q D")
+    g = gamma(h + 1, _UA)
+    lo, hi = _fp32_denominator_box(h)
+    return z3_implies(
+        [
+            _interval(th, -g, g),
+            _interval(ds, -_UA, _UA),
+            _interval(q, -_Q32, _Q32),
+            d == (1 + th) * (1 + ds) * (1 + ds) * (1 + q),
+        ],
+        _interval(d, lo, hi),
+        labels=[
+            f"|theta| <= gamma_{h + 1}(2^-24) (one-pass norm kernel, n <= {n_max}: "
+            f"height {h} plus the square's rounding)",
+            "|d_sqrt| <= 2^-24 (the kernel's float32 sqrt)",
+            "|q| <= 2^-46 (squares below float32's normal range)",
+            "D = (1 + theta)(1 + d_sqrt)^2 (1 + q)",
+        ],
+        latex=rf"|\theta| \le \gamma_{{{h + 1}}},\ |\delta_{{sqrt}}| \le u \implies "
+        rf"D \in [{float(lo):.9g}, {float(hi):.9g}]\quad(n \le {n_max})",
+    )
+
+
+def _fp32_energy_claim(h: int, bound: Fraction, what: str) -> Z3Implies:
+    """Lemma 3 (one pass): ``R D = m P^2`` implies ``|R - 1| <= bound``."""
+    p, d, m, big_r = z3.Reals("P D m R")
+    p_lo, p_hi = _fp32_numerator_box()
+    d_lo, d_hi = _fp32_denominator_box(h)
+    m_lo, m_hi = _down((1 - _UA) ** 2), _up((1 + _UA) ** 2)
+    b = z3.RealVal(bound)
+    return z3_implies(
+        [
+            _interval(p, p_lo, p_hi),
+            _interval(d, d_lo, d_hi),
+            _interval(m, m_lo, m_hi),
+            big_r * d == m * p * p,
+        ],
+        z3.And(big_r - 1 <= b, 1 - big_r <= b),
+        labels=[
+            "P in the box of lemma 1",
+            f"D in the box of lemma 2 (h = {h})",
+            "m in [(1-u)^2, (1+u)^2] (x_i * scale, one rounding)",
+            "R D = m P^2 (energy ratio sum y_i^2 / E)",
+        ],
+        latex=rf"R D = m P^2 \implies |R - 1| \le {float(bound):.9g}\quad({what})",
+    )
+
+
+def _fp32_derived(h: int) -> Fraction:
+    return energy_error_bound(
+        _UA,
+        _UA,
+        h,
+        squares_exact=False,
+        separate_storage=False,
+        square_underflow=_Q32,
+        factor_roundings=2,
+    )
+
+
+def _fp32_theorem() -> Theorem:
+    u = _UA
+    ranges = [
+        (n_max, c, h)
+        for (n_max, c), (_, h) in zip(ONE_PASS_COEFFICIENTS, ONE_PASS_HEIGHTS, strict=True)
+    ]
+    models: list[Z3Implies] = _fp32_numerator_claims()
+    for n_max, c, h in ranges:
+        table = 2 * u + u * u + c * u
+        models.append(_fp32_denominator_claim(n_max, h))
+        models.append(
+            _fp32_energy_claim(h, table, f"table c = {c}; derived {float(_fp32_derived(h)):.9g}")
+        )
+    exact = lambda x, e: _exact_error(x, torch.float32, e)  # noqa: E731
+    enumeration = enumeration_claim(
+        _fp32_batches,
+        lambda e, n: energy_atol(torch.float32, e, n),
+        exact,
+        slack=_SLACK,
+        label="table tolerance energy_atol",
+        latex=r"\max_{x \in S} |\lVert C_E(x)\rVert^2 - E| \le "
+        r"\mathrm{energy\_atol}_{\mathrm{float32}}(E, n)",
+        description="enumeration of conserve on the float32 set S (one-pass path)",
+    )
+    cascade_c = ACCUMULATION_COEFFICIENTS[0][1]
+    n1, _, h1 = ranges[0]
+    mutants = (
+        Mutant(
+            id="no-accumulation-term",
+            description="near miss: the one-pass model's error within 2u + u^2, without the "
+            "accumulation term",
+            claim=_fp32_energy_claim(ranges[-1][2], 2 * u + u * u, "2u + u^2"),
+        ),
+        Mutant(
+            id="cascade-coefficient",
+            description=f"the one-pass model within the cascade path's coefficient c = "
+            f"{cascade_c} for n <= {n1} (the one-pass order has height {h1}, not the cascade's)",
+            claim=_fp32_energy_claim(h1, 2 * u + u * u + cascade_c * u, f"c = {cascade_c}"),
+        ),
+        Mutant(
+            id="within-u",
+            description="the implementation's energy error stays within u E",
+            claim=enumeration_claim(
+                _fp32_batches,
+                lambda e, n: float(u) * e,
+                exact,
+                slack=_SLACK,
+                label="|error| <= u E",
+                latex=r"\max_{x \in S} |\lVert C_E(x)\rVert^2 - E| \le u E",
+                description="enumeration against u E on float32 inputs",
+            ),
+        ),
+    )
+    table_text = ", ".join(f"c = {c} for n <= {n_max}" for n_max, c, _ in ranges)
+    return Theorem(
+        id="FP32",
+        name="float32 one-pass energy error within the tolerance table",
+        statement=(
+            f"For float32 input of length n <= {ONE_PASS_MAX_FEATURES} on CPU, conserve(x, E) "
+            "(the one-pass path: the norm by torch's one-read kernel -- squares in 8 or 16 "
+            "vector lanes, lanes folded, tail added in sequence -- then scale = r / norm by one "
+            "division and y = x * scale) returns energy E within the table's energy_rtol(n) = "
+            f"2u + u^2 + c(n) u ({table_text}; u = 2^-24) for normal outputs: derived in the "
+            "solvers from one rounding variable per operation of the implemented algorithm, "
+            "and checked on the implementation with the subnormal terms of energy_atol by "
+            "enumeration of n = 1 (the 2^23 float32 values in [1, 2), three energies) and of "
+            f"n = 2 (x_1 = the float32 values in [1, 2) with stride 2^{_STRIDE}, x_2 in "
+            f"{{{', '.join(repr(v) for v in _X2_FP32)}}}, two energies)."
+        ),
+        assumptions=(
+            f"n <= {ONE_PASS_MAX_FEATURES} features; torch's CPU 2-norm kernel "
+            "(ReduceOpsKernel.cpp, binary_kernel_reduce_lastdim: one thread per row) with 8 or "
+            "16 float lanes (tests/test_proof_one_pass.py checks that its order explains the "
+            "installed torch's results bit for bit, each tail step fused or not)",
+            "round-to-nearest in float32; the kernel's sqrt is correctly rounded",
+            "the model covers the one-pass path with normal outputs; subnormal outputs (the "
+            "absolute terms of energy_atol) and the wide path are covered by the enumeration "
+            "of the enumerated inputs only",
+            "enumeration: the CPU code path of this checkout",
+        ),
+        claim=all_of(
+            *models,
+            enumeration,
+            labels=(
+                "lemma 1a: B = (1 + d_r64)(1 + d_r) (z3, cvc5)",
+                "lemma 1b: P = (1 + d_div) B (z3, cvc5)",
+                *(
+                    label
+                    for n_max, c, h in ranges
+                    for label in (
+                        f"lemma 2: denominator D, n <= {n_max} (z3, cvc5)",
+                        f"lemma 3: |R - 1| <= table (c = {c}), n <= {n_max} (z3, cvc5)",
+                    )
+                ),
+                "enumeration of the implementation (torch)",
+            ),
+        ),
+        mutants=mutants,
+        property_test=_FP32_TWIN,
+        theory=THEORY,
+        scope=instance(
+            f"float32 on CPU, n <= {ONE_PASS_MAX_FEATURES} (model); enumeration of n = 1 and the "
+            "n = 2 set at the named energies"
+        ),
+    )
+
+
+FP32 = register(_fp32_theorem())

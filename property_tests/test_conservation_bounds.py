@@ -245,3 +245,29 @@ def test_conserve_low_precision_energy(
     e = 10.0**log_e
     y = conserve(x, e).double()
     assert abs(float((y * y).sum()) - e) <= energy_atol(dtype, e, dim)
+
+
+@given(
+    st.integers(1, 8192),
+    st.integers(0, 2**32 - 1),
+    st.floats(-2.0, 2.0),
+    st.floats(-4.0, 4.0),
+    st.booleans(),
+)
+def test_conserve_float32_one_pass_energy(
+    dim: int, seed: int, log_e: float, log_scale: float, equal: bool
+) -> None:
+    """FP32: the energy of ``conserve(x, E)`` for float32 input of ``n <= 8192`` features (the
+    one-pass path) stays within the table's ``energy_atol`` (``c(n)`` derived from the
+    norm kernel's lane order), measured in float64 from the stored outputs; ``equal`` rows
+    (every element the same) make every lane accumulate the same rounding pattern."""
+    gen = torch.Generator().manual_seed(seed)
+    if equal:
+        x = torch.full((dim,), 10.0**log_scale * (1 + torch.rand((), generator=gen).item()))
+    else:
+        x = (torch.randn(dim, generator=gen, dtype=torch.float64) * 10.0**log_scale).float()
+    if not bool((x != 0).any()):
+        return
+    e = 10.0**log_e
+    y = conserve(x[None], e)[0].double()
+    assert abs(float((y * y).sum()) - e) <= energy_atol(torch.float32, e, dim)

@@ -1,9 +1,11 @@
-"""The fused fast path computes exactly the reference arithmetic (bitwise on CPU).
+"""The fused fast path computes exactly the arithmetic it documents (bitwise on CPU).
 
 Identities of :mod:`conserve_verified._fused`: its forward and backward agree
 with the whole-tensor reference expressions of :mod:`conserve_verified._math`
 bit for bit, on one block and across many blocks, for every dtype and for
-trailing multi-dim feature maps; unsupported layouts return ``None``.
+trailing multi-dim feature maps -- except the float32 one-pass forward, which
+equals its own expression ``x * (float32(r) / vector_norm(x))`` bitwise and the
+reference within the tolerance table; unsupported layouts return ``None``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,25 @@ import torch
 from conserve_verified import _fused, conserve
 from conserve_verified.testing import FLOAT_DTYPES
 from conserve_verified.tolerances import tolerance
+
+
+def _one_pass_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
+    """The one-pass expression: ``x * (float32(r) / ||x||)`` with torch's norm kernel."""
+    rows = x.numel() // _n(x, dims)
+    x2 = x.reshape(rows, -1)
+    nrm = torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
+    return (x2 * (torch.full_like(nrm, math.sqrt(e)) / nrm)).view(x.shape)
+
+
+def _n(x: torch.Tensor, dims: tuple[int, ...]) -> int:
+    return math.prod(x.shape[d] for d in dims)
+
+
+def _path_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
+    """The expression the fast path documents for this dtype and length."""
+    if _fused.one_pass(x.dtype, _n(x, dims)):
+        return _one_pass_forward(x, e, dims)
+    return _reference_forward(x, e, dims)
 
 
 def _reference_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
@@ -58,7 +79,7 @@ def test_fused_forward_backward_bitwise_equal_reference(
     out = _fused.forward(x, e, dims)
     assert out is not None
     y, ss = out
-    assert torch.equal(y, _reference_forward(x, e, dims))
+    assert torch.equal(y, _path_forward(x, e, dims))
     inv_rho = torch.rsqrt(ss)
     grad = _fused.backward(g, y, inv_rho, e, dims)
     assert grad is not None and grad.dtype == dtype
@@ -82,10 +103,29 @@ def test_fused_conserve_autograd_matches_reference_gradient(small_blocks: None) 
     x = torch.randn(9, 40, dtype=torch.float32, requires_grad=True)
     g = torch.randn(9, 40)
     (grad,) = torch.autograd.grad(conserve(x, 3.0), x, g)
-    y = _reference_forward(x.detach(), 3.0, (1,))
-    xa = x.detach()
-    inv_rho = torch.rsqrt((xa * xa).sum(1, keepdim=True))
+    y = _path_forward(x.detach(), 3.0, (1,))
+    nrm = torch.linalg.vector_norm(x.detach(), 2, 1, keepdim=True)
+    inv_rho = torch.rsqrt(nrm * nrm)  # the one-pass path's 1/rho
     assert torch.equal(grad, _reference_backward(g, y, inv_rho, 3.0, (1,)))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 40, 1023, 8192, 8193])
+def test_fused_one_pass_only_float32_up_to_max_features(n: int) -> None:
+    """float32 rows of ``n <= ONE_PASS_MAX_FEATURES`` take the one-pass kernel, others not."""
+    from conserve_verified.tolerances import ONE_PASS_MAX_FEATURES, energy_atol
+
+    x = torch.randn(3, n, generator=torch.Generator().manual_seed(n))
+    out = _fused.forward(x, 2.0, (1,))
+    assert out is not None
+    if n <= ONE_PASS_MAX_FEATURES:
+        assert _fused.one_pass(torch.float32, n)
+        assert torch.equal(out[0], _one_pass_forward(x, 2.0, (1,)))
+    else:
+        assert not _fused.one_pass(torch.float32, n)
+        assert torch.equal(out[0], _reference_forward(x, 2.0, (1,)))
+    assert not _fused.one_pass(torch.float64, n) and not _fused.one_pass(torch.bfloat16, n)
+    err = ((out[0].double() ** 2).sum(-1) - 2.0).abs().max()
+    assert float(err) <= energy_atol(torch.float32, 2.0, n)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -109,4 +149,5 @@ def test_fused_disabled_takes_reference_path() -> None:
         y_ref = conserve(x, 1.0)
     assert _fused.is_enabled()
     assert _fused.forward(x, 1.0, (1,)) is not None
-    assert torch.equal(conserve(x, 1.0), y_ref)
+    assert torch.equal(y_ref, _reference_forward(x, 1.0, (1,)))
+    assert torch.equal(conserve(x, 1.0), _path_forward(x, 1.0, (1,)))

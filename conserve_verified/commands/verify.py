@@ -141,8 +141,21 @@ def _failures(results: list[TheoremResult]) -> list[str]:
     return out
 
 
+def single_thread() -> None:
+    """Run the theory files' torch code (enumerations) on one intra-op thread.
+
+    Verdicts must not depend on machine load: with two threads on a shared
+    two-core machine an enumeration can run 20-40 times slower and hit its
+    time budget; one thread keeps its time that of the work.
+    """
+    import torch  # local: the proof engine itself imports no torch
+
+    torch.set_num_threads(1)
+
+
 def run(args: argparse.Namespace) -> int:
     timeout = default_timeout() if args.timeout is None else _check_timeout(args.timeout)
+    single_thread()
     load_errors: list[str] = []
     theorems: list[Theorem] = []
     for path in theory_files(args.proofs_dir):
@@ -157,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
             f"(ids: {', '.join(t.id for t in theorems)})",
             file=sys.stderr,
         )
+        for error in load_errors:  # a theory file that failed to load may hold the match
+            print(f"verify: theory file not loaded: {error}", file=sys.stderr)
         return 2
     if args.json is not None:
         smt.set_export_dir(args.json.parent / "smt")

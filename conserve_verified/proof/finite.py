@@ -62,7 +62,10 @@ __all__ = [
     "energy_error_line",
     "enumeration_claim",
     "gamma",
+    "lane_fold",
+    "lane_fold_height",
     "max_cascade_height",
+    "max_lane_fold_height",
     "summation_height",
 ]
 
@@ -274,6 +277,82 @@ def summation_height(n_max: int, lanes: int, threads: int) -> int:
     return max_cascade_height(n_max, lanes) + split
 
 
+# --------------------------------------------------------------------------- one-pass norm order
+
+
+def lane_fold(
+    n: int,
+    lanes: int,
+    leaf: Callable[[int], T],
+    add: Callable[[T, T], T],
+    tail_add: Callable[[int, T | None], T] | None = None,
+) -> T | None:
+    """Evaluate ``sum leaf(i)`` in the order of torch's CPU one-pass 2-norm kernel.
+
+    ``torch.linalg.vector_norm(x, 2, dim=-1)`` of a contiguous float32 row
+    (``ReduceOpsKernel.cpp``, ``norm_kernel_tensor_iterator_impl`` ->
+    ``binary_kernel_reduce_lastdim``; each row is reduced whole by one thread)
+    accumulates the squares of the first ``lanes * (n // lanes)`` elements in
+    ``lanes`` vector lanes (element ``i`` into lane ``i mod lanes``), folds the
+    lanes left to right into lane 0, then adds the ``n mod lanes`` tail elements
+    one by one and takes ``sqrt``.  ``tail_add(i, acc)`` adds tail element ``i``
+    (default ``add(acc, leaf(i))``; the compiled kernel fuses some tail steps
+    into one ``fma``, which the caller can model here).
+
+    Identity: with ``leaf(i) = float32(x[i])**2`` (rounded), float32 ``add`` and
+    each tail step either ``float32(acc + x[i]**2)`` (fused) or
+    ``float32(acc + float32(x[i]**2))``, ``sqrt`` of the result is the kernel's
+    output bitwise (``tests/test_proof_finite.py`` checks this against the
+    installed torch); with ``leaf = 0`` and ``add = max + 1`` it is the height.
+    ``None`` for ``n = 0``.
+    """
+    _check_count("n", n, 0)
+    _check_count("lanes", lanes, 1)
+    vectors = n // lanes
+    total: T | None = None
+    if vectors:
+        acc: list[T | None] = [None] * lanes
+        for v in range(vectors):
+            for j in range(lanes):
+                acc[j] = _add(add, acc[j], leaf(v * lanes + j))
+        for j in range(lanes):
+            total = _add(add, total, acc[j])
+    for i in range(vectors * lanes, n):
+        total = tail_add(i, total) if tail_add is not None else _add(add, total, leaf(i))
+    return total
+
+
+def lane_fold_height(n: int, lanes: int) -> int:
+    """Largest number of additions a term goes through in :func:`lane_fold` of ``n`` terms.
+
+    Identity: ``lane_fold_height(n, lanes) == lane_fold(n, lanes, lambda i: 0, max + 1)``
+    (0 for ``n <= 1``): ``n - 1`` below one vector, else ``(n // lanes - 1) +
+    (lanes - 1) + n mod lanes`` (lane 0's first term: its lane, the fold, the tail).
+    """
+    _check_count("n", n, 0)
+    _check_count("lanes", lanes, 1)
+    if n < lanes:
+        return max(n - 1, 0)
+    return n // lanes + lanes - 2 + n % lanes
+
+
+def max_lane_fold_height(n_max: int, lanes: int) -> int:
+    """``max(lane_fold_height(n, lanes) for n in 1..n_max)`` in closed form.
+
+    The height grows with ``n // lanes`` and with the tail ``n mod lanes``, so the
+    maximum is at ``n_max`` or at the largest ``n <= n_max`` with a full tail
+    (``n mod lanes == lanes - 1``); below one vector it is ``n - 1``.
+    ``tests/test_proof_finite.py`` checks it against the brute-force maximum.
+    """
+    _check_count("n_max", n_max, 1)
+    _check_count("lanes", lanes, 1)
+    candidates = [n_max, min(n_max, lanes - 1)]
+    full_tail = (n_max + 1) // lanes * lanes - 1
+    if full_tail >= lanes:
+        candidates.append(full_tail)
+    return max(lane_fold_height(n, lanes) for n in candidates if n >= 1)
+
+
 def gamma(h: int, u: Fraction) -> Fraction:
     """``gamma_h = h u / (1 - h u)`` as an exact rational (requires ``h u < 1``)."""
     _check_count("h", h, 0)
@@ -418,6 +497,7 @@ def energy_error_bound(
     squares_exact: bool,
     separate_storage: bool,
     square_underflow: Fraction = Fraction(0),
+    factor_roundings: int = 3,
 ) -> Fraction:
     r"""Largest ``|sum y_i^2 / E - 1|`` of the rounding model of ``conserve``'s fast path.
 
@@ -434,6 +514,10 @@ def energy_error_bound(
     scalar cast to the accumulation dtype); ``scale = rsqrt(ss) r (1 + d_m)``;
     ``y_i = x_i scale (1 + d_i)(1 + e_i)`` (the product in the accumulation
     dtype, then -- if ``separate_storage`` -- one rounding to the storage dtype).
+    ``factor_roundings`` counts the accumulation-dtype roundings of the common
+    factor's numerator: 3 (``d_div``, ``d_r``, ``d_m``) on the cascade path, 2
+    (``d_r``, ``d_div``) on the one-pass path, which divides ``r`` by the norm in
+    one operation (``scale = r / ||x||`` with ``||x|| = sqrt(ss)(1 + d_sqrt)``).
     Then ``sum y_i^2 = E q_c^2 m`` with ``m`` a weighted mean of the
     ``((1 + d_i)(1 + e_i))^2``, and the bound is the larger of ``R_max - 1`` and
     ``1 - R_min`` over the box of the variables (``R`` is monotone in each).
@@ -446,8 +530,9 @@ def energy_error_bound(
     theta = gamma(h if squares_exact else h + 1, u_acc)
     per_elem_hi = (1 + u_acc) * (1 + u) if separate_storage else (1 + u_acc)
     per_elem_lo = (1 - u_acc) * (1 - u) if separate_storage else (1 - u_acc)
-    num_hi = (1 + u_acc) ** 3 * (1 + u64)  # d_div, d_r, d_m, d_r64
-    num_lo = (1 - u_acc) ** 3 * (1 - u64)
+    _check_count("factor_roundings", factor_roundings, 0)
+    num_hi = (1 + u_acc) ** factor_roundings * (1 + u64)  # d_div, d_r, (d_m), d_r64
+    num_lo = (1 - u_acc) ** factor_roundings * (1 - u64)
     q2_hi = num_hi**2 / ((1 - theta) * (1 - square_underflow) * (1 - u_acc) ** 2)
     q2_lo = num_lo**2 / ((1 + theta) * (1 + square_underflow) * (1 + u_acc) ** 2)
     r_hi = per_elem_hi**2 * q2_hi
