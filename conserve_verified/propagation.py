@@ -208,6 +208,31 @@ def relu_gaussian_moments(
     )
 
 
+_EPS64 = float(torch.finfo(torch.float64).eps)
+
+
+def _relu_rest(mean: torch.Tensor, var: torch.Tensor, negative_slope: float) -> torch.Tensor:
+    r"""``Var[phi(z)] - E[phi'(z)]^2 var >= 0`` for ``z ~ N(mean, var)``, without cancellation.
+
+    With ``t = mean / std``, ``P = Phi(t)``, ``Q = Phi(-t)``, ``p = phi_N(t)`` and
+    ``a = negative_slope``: ``(1 - a)^2 var [(t^2 + 1) P Q + t p (Q - P) - p^2]`` -- the
+    difference of the two terms of :func:`relu_gaussian_moments` (``Var[relu(z)] / var =
+    (t^2 + 1) P + t p - (t P + p)^2`` minus ``P^2``) rewritten with ``1 - P = Q``, so
+    that it is accurate when both terms are close (``|t|`` large: the difference is
+    then exponentially small, not rounding noise of size ``eps t^2``).  Clamped to
+    ``[0, (1 - a)^2 var (1 - P^2)]`` (Stein's lemma and 1-Lipschitz).
+    """
+    pos = var > 0
+    s = torch.where(pos, var, torch.ones_like(var)).sqrt()
+    t = mean / s
+    cdf, tail = torch.special.ndtr(t), torch.special.ndtr(-t)
+    pdf = torch.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+    h = (t * t + 1.0) * cdf * tail + t * pdf * (tail - cdf) - pdf * pdf
+    h = torch.minimum(h.clamp_min(0.0), tail * (1.0 + cdf))
+    a = float(negative_slope)
+    return torch.where(pos, (1.0 - a) ** 2 * var * h, torch.zeros_like(var))
+
+
 def accumulated_variance(sigma2: float, gain: float, depth: int) -> float:
     r"""Noise variance after ``depth`` layers, noise ``sigma2`` entering after each layer.
 
@@ -428,6 +453,13 @@ def _affine(
     fshape = mean.shape[1:]
     with torch.no_grad():
         new_mean = _call64(m, mean)
+        if (
+            isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+            and math.prod(fshape) * math.prod(new_mean.shape[1:]) <= _DENSE_ENTRIES
+            and cov.device.type == "cpu"
+        ):  # A Sigma A^T with the layer's exact dense matrix
+            a = _conv_matrix(m, m.weight.detach().to(torch.float64), tuple(fshape))
+            return new_mean, torch.matmul(torch.matmul(a, cov), a.T)
         zero = _call64(m, torch.zeros((1, *fshape), dtype=torch.float64, device=mean.device))
 
         def lin(rows: torch.Tensor) -> torch.Tensor:  # rows (k, n) -> (k, m): rows @ A^T
@@ -926,10 +958,17 @@ class _Val:
     mean: torch.Tensor
     clean: torch.Tensor
     factor: torch.Tensor
+    var: torch.Tensor | None = None  # (B, n) cache of the column sums of squares
 
     @property
     def sources(self) -> int:
         return int(self.factor.shape[1])
+
+    def variance(self) -> torch.Tensor:
+        """``(B, n)`` per-unit variance ``diag(L L^T)`` (computed once per value)."""
+        if self.var is None:
+            self.var = self.factor.flatten(2).pow(2).sum(1)
+        return self.var
 
 
 _ELEMENTWISE_RELU: tuple[Any, ...] = (torch.relu, nn.functional.relu)
@@ -952,8 +991,68 @@ _AFFINE_METHODS = (
     "squeeze",
     "unsqueeze",
 )
+#: Methods that keep every unit's value, only changing the per-sample shape.
+_RESHAPE_METHODS = ("flatten", "view", "reshape", "contiguous", "clone", "squeeze", "unsqueeze")
 _MAXPOOL: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d)
 _BATCHNORM: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+#: Largest dense matrix (entries) a Conv layer is expanded to; larger maps use the convolution.
+_DENSE_ENTRIES = 1 << 22
+_CONV_FN: dict[int, Any] = {
+    1: nn.functional.conv1d,
+    2: nn.functional.conv2d,
+    3: nn.functional.conv3d,
+}
+
+
+def _conv_index_map(m: nn.Module, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """``(C_in, K, L)``: 1 + the flat input index that kernel tap ``k`` of input channel ``c``
+    reads for output position ``l`` (0 where it reads zero padding).
+
+    A depthwise convolution with one-hot kernels of the image ``1, 2, ..., n_in``, with
+    the layer's stride, dilation, padding and padding mode: every output is one integer
+    (or 0), exact in float64.
+    """
+    conv: Any = m
+    c_in = int(in_shape[0])
+    k = tuple(int(v) for v in conv.kernel_size)
+    taps = math.prod(k)
+    n_in = math.prod(in_shape)
+    img = torch.arange(1, n_in + 1, dtype=torch.float64).reshape(1, *in_shape)
+    onehot = (
+        torch.eye(taps, dtype=torch.float64).reshape(taps, 1, *k).repeat(c_in, 1, *([1] * len(k)))
+    )
+    fn = _CONV_FN[len(k)]
+    if conv.padding_mode != "zeros":
+        img = nn.functional.pad(img, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
+        out = fn(img, onehot, None, conv.stride, 0, conv.dilation, c_in)
+    else:
+        out = fn(img, onehot, None, conv.stride, conv.padding, conv.dilation, c_in)
+    return out.reshape(c_in, taps, -1).round().to(torch.long)
+
+
+def _conv_matrix(m: nn.Module, weight: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """The linear part of Conv layer ``m`` on inputs of shape ``in_shape`` as a dense
+    ``(n_out, n_in)`` matrix whose entries are the weights themselves (exact; a weight
+    read twice, e.g. through reflect padding, is the float64 sum of both reads).
+    """
+    groups = int(getattr(m, "groups", 1))
+    idx = _conv_index_map(m, in_shape)  # (C_in, K, L)
+    c_in, taps, positions = idx.shape
+    c_out = weight.shape[0]
+    cg, og = c_in // groups, c_out // groups
+    w = weight.reshape(c_out, cg, taps)
+    # input channel of (output channel o, group-local input channel j): (o // og) * cg + j
+    chan = (torch.arange(c_out) // og).unsqueeze(1) * cg + torch.arange(cg).unsqueeze(0)
+    cols = idx[chan]  # (C_out, cg, K, L)
+    rows = (torch.arange(c_out) * positions).view(-1, 1, 1, 1) + torch.arange(positions)
+    vals = w.unsqueeze(-1).expand(c_out, cg, taps, positions)
+    dense = torch.zeros((c_out * positions, math.prod(in_shape) + 1), dtype=weight.dtype)
+    dense.index_put_(
+        (rows.expand_as(cols).reshape(-1), cols.reshape(-1)), vals.reshape(-1), accumulate=True
+    )
+    return dense[:, 1:]
 
 
 def _pad_to(f: torch.Tensor, s: int) -> torch.Tensor:
@@ -977,6 +1076,7 @@ class _FactorRun:
         self.neuron_noise = neuron_noise
         self.taps: list[LayerNoise] = []
         self.twins: dict[int, list[torch.Tensor | None]] = {}
+        self.mats: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
         self.ratio: torch.Tensor | None = None
         self.sources = 0
         noisy = [m for _, m in model.named_modules() if isinstance(m, _NOISY_LAYERS)]
@@ -991,22 +1091,46 @@ class _FactorRun:
         self.sources += int(cols.shape[1])
         return _Val(val.mean, val.clean, torch.cat((base, cols), 1))
 
-    def fresh_diag(self, val: _Val, std: torch.Tensor) -> _Val:
-        """New sources, one per unit, of standard deviation ``std`` (``(B, n)``)."""
-        keep = (std > 0).any(0)
-        if not bool(keep.any()):
-            return val
-        b, n = std.shape
+    def fresh_diag(
+        self,
+        val: _Val,
+        std: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> _Val:
+        """New sources, one per unit, of standard deviation ``std`` (``(B, n)``).
+
+        Only units with ``keep`` (default: ``std > 0`` for some input) get a source.
+        With ``scale`` (``(B, n)``) the existing columns are first multiplied by it
+        (a ReLU's slopes), in the same single allocation.
+        """
+        if keep is None:
+            keep = (std > 0).any(0)
         idx = keep.nonzero().squeeze(-1)
-        cols = torch.zeros((b, idx.numel(), n), dtype=std.dtype, device=std.device)
-        cols[:, torch.arange(idx.numel()), idx] = std[:, idx]
-        return self.fresh(val, cols.reshape(b, idx.numel(), *val.mean.shape[1:]))
+        k = int(idx.numel())
+        b, n = std.shape
+        f = val.factor.flatten(2)
+        s = f.shape[1]
+        if k == 0:
+            if scale is None:
+                return val
+            new = (f * scale.unsqueeze(1)).reshape(b, s, *val.mean.shape[1:])
+            return _Val(val.mean, val.clean, new)
+        total = self.sources + k
+        out = f.new_zeros((b, total, n))
+        if scale is None:
+            out[:, :s] = f
+        else:
+            torch.mul(f, scale.unsqueeze(1), out=out[:, :s])
+        out[:, self.sources + torch.arange(k), idx] = std[:, idx]
+        self.sources = total
+        return _Val(val.mean, val.clean, out.reshape(b, total, *val.mean.shape[1:]))
 
     def tap(self, name: str, val: _Val, linearity: torch.Tensor | None = None) -> None:
         self.taps.append(
             LayerNoise(
                 name,
-                _flat(val.factor.flatten(2).pow(2).sum(1)),
+                val.variance().clone(),
                 _flat(val.clean).clone(),
                 linearity=linearity,
                 mean=_flat(val.mean).clone(),
@@ -1019,7 +1143,8 @@ class _FactorRun:
         n = math.prod(val.mean.shape[1:])
         if s <= n:
             return val
-        r = torch.linalg.qr(val.factor.reshape(b, s, n), mode="r")[1]
+        # R of L = Q R (L^T L = R^T R): LAPACK geqrf, keeping its upper triangle
+        r = torch.geqrf(val.factor.reshape(b, s, n))[0][:, :n].triu()
         self.sources = n
         return _Val(val.mean, val.clean, r.reshape(b, n, *val.mean.shape[1:]))
 
@@ -1032,25 +1157,42 @@ class _FactorRun:
         if s == 0:
             return _Val(mean, clean, mean.new_zeros((b, 0, *mean.shape[1:])))
         zero = fn(torch.zeros((1, *val.mean.shape[1:]), dtype=torch.float64, device=mean.device))
-        cols = fn(val.factor.reshape(b * s, *val.mean.shape[1:])) - zero
+        cols = fn(val.factor.reshape(b * s, *val.mean.shape[1:]))
+        if bool(zero.any()):  # an offset (e.g. padding with a constant): the linear part only
+            cols = cols - zero
         return _Val(mean, clean, cols.reshape(b, s, *cols.shape[1:]))
+
+    def reshape(self, val: _Val, shape: tuple[int, ...]) -> _Val:
+        """The same units in another per-sample shape (views; the variance carries over)."""
+        b, s = val.factor.shape[:2]
+        return _Val(
+            val.mean.reshape(b, *shape),
+            val.clean.reshape(b, *shape),
+            val.factor.reshape(b, s, *shape),
+            val.var,
+        )
 
     def relu(self, val: _Val, negative_slope: float) -> _Val:
         shape = val.mean.shape
         mu = _flat(val.mean)
         f = val.factor.flatten(2)
-        in_var = f.pow(2).sum(1)
+        in_var = val.variance()
         clean = torch.where(val.clean > 0, val.clean, negative_slope * val.clean)
         if self.activation == "slope":
             slope = torch.where(mu > 0, torch.ones_like(mu), torch.full_like(mu, negative_slope))
             new_f = f * slope.unsqueeze(1)
             mean = torch.where(val.mean > 0, val.mean, negative_slope * val.mean)
             return _Val(mean, clean, new_f.reshape(f.shape[0], f.shape[1], *shape[1:]))
-        new_mu, var, slope = relu_gaussian_moments(mu, in_var.sqrt(), negative_slope)
-        new_f = (f * slope.unsqueeze(1)).reshape(f.shape[0], f.shape[1], *shape[1:])
-        out = _Val(new_mu.reshape(shape), clean, new_f)
-        rest = (var - slope.pow(2) * in_var).clamp_min(0.0)
-        return self.fresh_diag(out, rest.sqrt())
+        new_mu, _, slope = relu_gaussian_moments(mu, in_var.sqrt(), negative_slope)
+        lin = slope.pow(2) * in_var  # the variance the scaled columns carry
+        rest = _relu_rest(mu, in_var, negative_slope)
+        # a source whose variance is below the float64 rounding of its unit's variance
+        # changes no covariance entry beyond rounding: not created (see _relu_rest)
+        keep = (rest > _EPS64 * (lin + rest)).any(0)
+        out = _Val(new_mu.reshape(shape), clean, val.factor)
+        out = self.fresh_diag(out, rest.sqrt(), keep=keep, scale=slope)
+        out.var = lin + torch.where(keep, rest, torch.zeros_like(rest))
+        return out
 
     def smooth(self, m: nn.Module, val: _Val) -> _Val:
         with torch.enable_grad():
@@ -1090,7 +1232,7 @@ class _FactorRun:
             )
         u = mu / rho
         f = val.factor.flatten(2)
-        ratio = f.pow(2).sum((1, 2)).sqrt() / rho.squeeze(-1)
+        ratio = val.variance().sum(-1).sqrt() / rho.squeeze(-1)
         proj = f - (f @ u.unsqueeze(-1)) * u.unsqueeze(1)
         new_f = (math.sqrt(energy) / rho).unsqueeze(-1) * proj
         mean = conserve(val.mean, energy, dims)
@@ -1119,7 +1261,7 @@ class _FactorRun:
         if isinstance(inj, GaussianNoise):
             s2 = torch.full((b, 1), inj.sigma**2, dtype=mu.dtype, device=mu.device)
             if inj.relative:
-                s2 = s2 * ((mu.pow(2).sum(-1) + f.pow(2).sum((1, 2))) / n).unsqueeze(-1)
+                s2 = s2 * ((mu.pow(2).sum(-1) + val.variance().sum(-1)) / n).unsqueeze(-1)
             c = inj.correlation
             val = self.fresh_diag(val, ((1.0 - c) * s2).sqrt().expand(b, n))
             if c != 0.0:
@@ -1130,7 +1272,7 @@ class _FactorRun:
             # x (1 + sigma eps): the fresh part sigma eps o x is uncorrelated with xi and has
             # covariance sigma^2 K o (Sigma + mu mu^T), K = (1 - c) I + c 1 1^T
             c, v2 = inj.correlation, inj.sigma**2
-            second = f.pow(2).sum(1) + mu.pow(2)
+            second = val.variance() + mu.pow(2)
             val = self.fresh_diag(val, ((1.0 - c) * v2 * second).sqrt())
             if c != 0.0:
                 cols = torch.cat((f, mu.unsqueeze(1)), 1) * math.sqrt(c * v2)
@@ -1138,7 +1280,7 @@ class _FactorRun:
             return val
         if isinstance(inj, DropoutNoise):
             fac, keep = _dropout_factors(inj)
-            second = f.pow(2).sum(1) + mu.pow(2)
+            second = val.variance() + mu.pow(2)
             scaled = _Val(val.mean * (fac * keep), val.clean, val.factor * (fac * keep))
             return self.fresh_diag(scaled, (fac * fac * inj.p * keep * second).sqrt())
         if inj.relative:
@@ -1176,12 +1318,34 @@ class _FactorRun:
             shape = (1, -1) + (1,) * (val.mean.ndim - 2)
             assert w is not None and b is not None
             sc, sh = w.reshape(shape), b.reshape(shape)
-            return _Val(val.mean * sc + sh, val.clean * sc + sh, val.factor * sc.unsqueeze(1))
+            var = None
+            if val.var is not None:  # every unit's variance scales by its channel's scale^2
+                var = (val.var.reshape(val.mean.shape) * sc.pow(2)).reshape(val.var.shape)
+            return _Val(val.mean * sc + sh, val.clean * sc + sh, val.factor * sc.unsqueeze(1), var)
         conv: Any = getattr(m, "_conv_forward")  # noqa: B009 -- Conv's own padding handling
+        assert w is not None
         both = conv(torch.cat((val.mean, val.clean)), w, b)
         n = val.mean.shape[0]
-        cols = conv(val.factor.reshape(b_ * s, *val.mean.shape[1:]), w, None)
-        return _Val(both[:n], both[n:], cols.reshape(b_, s, *cols.shape[1:]))
+        out_shape = both.shape[1:]
+        dense = self.dense(m, w, tuple(val.mean.shape[1:]), math.prod(out_shape))
+        if dense is None:
+            cols = conv(val.factor.reshape(b_ * s, *val.mean.shape[1:]), w, None)
+        else:  # the same linear map as one matrix product over all inputs and columns
+            cols = torch.matmul(val.factor.reshape(b_ * s, dense.shape[0]), dense)
+        return _Val(both[:n], both[n:], cols.reshape(b_, s, *out_shape))
+
+    def dense(
+        self, m: nn.Module, w: torch.Tensor, in_shape: tuple[int, ...], n_out: int
+    ) -> torch.Tensor | None:
+        """``A^T`` (``(n_in, n_out)``) of Conv layer ``m``, once per run and input shape;
+        ``None`` where the matrix would be too large."""
+        if math.prod(in_shape) * n_out > _DENSE_ENTRIES or w.device.type != "cpu":
+            return None
+        key = (id(m), in_shape)
+        got = self.mats.get(key)
+        if got is None:
+            got = self.mats[key] = _conv_matrix(m, w, in_shape).T.contiguous()
+        return got
 
     def run_graph(self, root: nn.Module, prefix: str, val: _Val) -> _Val:
         graph = _trace(root)
@@ -1344,6 +1508,10 @@ class _FactorRun:
         probe = fn(val.mean)
         if probe.ndim == 0 or probe.shape[0] != batch:
             raise self._refuse(node, prefix, "an operation that mixes or drops the batch dim")
+        if (node.op == "call_method" and node.target in _RESHAPE_METHODS) or (
+            node.op == "call_function" and node.target is torch.flatten
+        ):
+            return self.reshape(val, tuple(probe.shape[1:]))
         return self.affine(fn, val)
 
     def _add(self, a: Any, b: Any, sign: float, node: fx.Node, prefix: str) -> _Val:
@@ -1417,6 +1585,8 @@ class _FactorRun:
                 )
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_BATCHNORM)):
                 return self.layer(m, val)
+            if isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity)):
+                return self.reshape(val, tuple(m(val.mean).shape[1:]))
             return self.affine(lambda t: _call64(m, t), val)
         if isinstance(m, _RELU_TYPE):
             return self.relu(val, float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else 0.0)

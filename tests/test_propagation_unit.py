@@ -394,3 +394,38 @@ def test_invalid_linearity_threshold_rejected(bad: float) -> None:
 def test_linearity_threshold_type_rejected() -> None:
     with pytest.raises(InvalidArgumentType, match="linearity_threshold"):
         predict(Conserved(*_mlp(), energy=4.0), _x(), linearity_threshold="0.02")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("conv", "shape"),
+    [
+        (nn.Conv2d(3, 4, 3, 2, 1), (3, 7, 8)),
+        (nn.Conv2d(4, 6, 3, 1, 2, dilation=2, groups=2), (4, 6, 5)),
+        (nn.Conv2d(2, 2, 3, 1, 1, padding_mode="reflect"), (2, 5, 6)),
+        (nn.Conv1d(3, 5, 5, 2, "valid"), (3, 11)),
+        (nn.Conv3d(2, 3, 3, 1, 1, padding_mode="circular"), (2, 3, 4, 3)),
+    ],
+    ids=["stride", "dilation-groups", "reflect", "conv1d", "conv3d-circular"],
+)
+def test_conv_matrix_is_the_layer_applied_to_the_identity(conv: nn.Module, shape: tuple) -> None:
+    from conserve_verified.propagation import _conv_matrix
+
+    m = conv.double()
+    n = math.prod(shape)
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    with torch.no_grad():
+        expect = m._conv_forward(eye, m.weight, None).reshape(n, -1).T  # type: ignore[operator]
+        dense = _conv_matrix(m, m.weight.detach(), shape)
+    torch.testing.assert_close(dense, expect, rtol=1e-15, atol=1e-15)
+
+
+def test_relu_rest_is_the_variance_beyond_the_linear_part() -> None:
+    from conserve_verified.propagation import _relu_rest
+
+    mean = torch.tensor([-3.0, -0.5, 0.0, 0.2, 1.5, 40.0, 2.0], dtype=torch.float64)
+    var = torch.tensor([1.0, 0.3, 2.0, 0.01, 0.5, 1e-4, 0.0], dtype=torch.float64)
+    for a in (0.0, 0.1):
+        _, v, slope = relu_gaussian_moments(mean, var.sqrt(), a)
+        rest = _relu_rest(mean, var, a)
+        torch.testing.assert_close(rest, (v - slope**2 * var).clamp_min(0), rtol=1e-9, atol=1e-15)
+        assert float(rest[-2]) == 0.0 and float(rest[-1]) == 0.0  # far from the kink; no noise
