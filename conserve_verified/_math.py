@@ -54,6 +54,9 @@ __all__ = [
 
 ZeroPolicy = Literal["raise", "uniform"]
 _ZERO_POLICIES = ("raise", "uniform")
+#: Energies up to this value have ``sqrt(E)`` below the largest finite value of every
+#: supported dtype (float16's 65504 is the smallest), so no ``finfo`` look-up is needed.
+_SAFE_ENERGY = 65504.0**2
 
 
 # --------------------------------------------------------------------------- validation
@@ -74,6 +77,8 @@ def validate_tensor(x: Any, name: str = "x") -> torch.Tensor:
 
 def normalize_dims(x: torch.Tensor, dim: int | Sequence[int]) -> tuple[int, ...]:
     """Feature dims as a sorted tuple of non-negative ints; validates range and duplicates."""
+    if type(dim) is int and -x.ndim <= dim < x.ndim and x.shape[dim] != 0:
+        return (dim % x.ndim,)  # the common case, without building lists and sets
     if isinstance(dim, bool) or not isinstance(dim, (int, tuple, list)):
         raise InvalidArgumentType("dim", dim, "an int or a tuple of ints")
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
@@ -111,6 +116,8 @@ def check_energy_value(value: Any, dtype: torch.dtype, name: str = "energy") -> 
     e = float(value)
     if not math.isfinite(e) or e <= 0.0:
         raise InvalidArgument(name, value, "must be a finite number > 0")
+    if e <= _SAFE_ENERGY:  # below every dtype's largest value squared: nothing to look up
+        return e
     if math.sqrt(e) > torch.finfo(dtype).max:
         raise InvalidArgument(
             name, value, f"sqrt(energy) exceeds the largest {dtype} ({torch.finfo(dtype).max:g})"
@@ -152,11 +159,20 @@ def _zero_error(
 # --------------------------------------------------------------------------- reductions
 
 
+#: ``(smallest_normal / eps, max)`` of each accumulation dtype (looked up once).
+_RANGE = {
+    dtype: (
+        float(torch.finfo(dtype).smallest_normal) / torch.finfo(dtype).eps,
+        float(torch.finfo(dtype).max),
+    )
+    for dtype in (torch.float32, torch.float64)
+}
+
+
 def _underflow_threshold(acc: torch.dtype, n: int) -> float:
     # Below n * tiny / eps, flushed or subnormal squares could change the sum by
     # more than one unit roundoff; such samples take the wide path.
-    info = torch.finfo(acc)
-    return n * float(info.smallest_normal) / info.eps
+    return n * _RANGE[acc][0]
 
 
 def _needs_wide(ss: torch.Tensor, acc: torch.dtype, n: int) -> torch.Tensor:
@@ -173,8 +189,9 @@ def _all_safe(ss: torch.Tensor, acc: torch.dtype, n: int) -> bool:
     """
     if ss.numel() == 0:
         return True
-    lo, hi = torch.aminmax(ss.detach())
-    return float(lo) >= _underflow_threshold(acc, n) and float(hi) <= torch.finfo(acc).max
+    lo, hi = torch.aminmax(ss.detach() if ss.requires_grad else ss)
+    threshold, largest = _RANGE[acc]
+    return float(lo) >= n * threshold and float(hi) <= largest
 
 
 def _fast_sum_squares(xa: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[torch.Tensor, bool]:
@@ -272,6 +289,8 @@ def _forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(y, inv_rho)``: ``y = C_E(x)`` in ``x.dtype`` and ``1/||x||`` per sample.
 
+    Identity: ``_forward(x, E, dims, zero)[0] == _forward_value(x, E, dims, zero)``.
+
     Fast path: sum of squares, ``rsqrt`` and one multiply in the accumulation
     dtype.  Wide path (samples whose sum overflowed or risks underflow, NaN/Inf,
     zeros): float64, with each output element produced by a single rounded
@@ -280,14 +299,43 @@ def _forward(
     most half a subnormal spacing of error.  ``inv_rho`` is 0 for zero samples
     mapped by the ``'uniform'`` policy (whose gradient is defined as 0).
     """
+    fast = _fast_forward(x, e, dims)
+    if fast is not None:
+        y, ss = fast
+        return y, torch.rsqrt(ss)
+    return _reference_forward(x, e, dims, zero)
+
+
+def _forward_value(
+    x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
+) -> torch.Tensor:
+    """``y = C_E(x)`` alone (inference: ``1/||x||`` is not needed, so it is not computed)."""
+    fast = _fast_forward(x, e, dims)
+    if fast is not None:
+        return fast[0]
+    return _reference_forward(x, e, dims, zero)[0]
+
+
+def _fast_forward(
+    x: torch.Tensor, e: float, dims: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(y, ss)`` of the fused fast path if it applies and every sample is safe, else ``None``."""
+    fused = _fused.forward(x, e, dims)
+    if fused is None:
+        return None
+    y, ss = fused
+    if _all_safe(ss, ss.dtype, x.numel() // ss.numel()):  # ss is in the accumulation dtype
+        return y, ss
+    return None
+
+
+def _reference_forward(
+    x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference path of :func:`_forward` (cascade sum; wide path where needed)."""
     acc = tolerance(x.dtype).accumulation
     n = feature_count(x, dims)
     r = math.sqrt(e)
-    fused = _fused.forward(x, e, dims)
-    if fused is not None:
-        y, ss = fused
-        if _all_safe(ss, acc, n):
-            return y, torch.rsqrt(ss)
     xa = x.to(acc)
     ss, safe = _fast_sum_squares(xa, dims, n)
     if safe:
@@ -474,4 +522,4 @@ def conserve(
     if x.requires_grad and torch.is_grad_enabled():
         out: torch.Tensor = _ConserveFunction.apply(x, e, dims, zero)
         return out
-    return _forward(x, e, dims, zero)[0]
+    return _forward_value(x, e, dims, zero)
