@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,16 @@ def test_subcommand_help_shows_every_option_default(capsys: pytest.CaptureFixtur
             assert "default" in out, (name, action.dest)
             if "default" not in (action.help or "").lower():
                 assert f"default: {action.default}" in out, (name, action.dest)
+
+
+def test_bench_options_found_outside_the_checkout(tmp_path: Path) -> None:
+    """``bench`` finds the checkout's suite with a cwd (and ``sys.path[0]``) elsewhere."""
+    code = (
+        "import sys; sys.path = [p for p in sys.path if p not in ('', '.')];"
+        "from conserve_verified.cli import main; main(['bench', '--help'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--quick" in proc.stdout and "--json" in proc.stdout
