@@ -44,6 +44,7 @@ __all__ = [
     "ZeroPolicy",
     "check_energy_value",
     "conserve",
+    "conserve_counted",
     "energy",
     "feature_count",
     "normalize_dims",
@@ -359,17 +360,18 @@ class _ConserveFunction(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y, inv_rho = _forward(x, e, dims, zero)
         ctx.save_for_backward(y, inv_rho)
+        ctx.mark_non_differentiable(inv_rho)  # returned for the dead-sample count only
         ctx.e = e
         ctx.dims = dims
-        return y
+        return y, inv_rho
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
-        (g,) = grads
+        g = grads[0]
         y, inv_rho = ctx.saved_tensors
         return _eager_backward(g, y, inv_rho, ctx.e, ctx.dims), None, None, None
 
@@ -509,17 +511,48 @@ def conserve(
     >>> conserve(torch.tensor([[3.0, 4.0]]), energy=4.0)
     tensor([[1.2000, 1.6000]])
     """
+    return _apply(x, energy, dim, zero)[0]
+
+
+def conserve_counted(
+    x: torch.Tensor,
+    energy: float = 1.0,
+    dim: int | Sequence[int] = -1,
+    zero: ZeroPolicy = "raise",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(conserve(x, energy, dim, zero), dead)``: ``dead`` counts the all-zero samples mapped.
+
+    Identity: ``dead`` is ``None`` (no zero sample was mapped) or a 0-d int64 tensor
+    equal to the number of all-zero samples of ``x`` (``zero="uniform"``); it comes
+    from the operator's own ``1/rho`` (0 exactly for mapped samples), so the fast
+    path pays nothing for the count (its samples are all nonzero by construction).
+    """
+    return _apply(x, energy, dim, zero)
+
+
+def _dead(inv_rho: torch.Tensor, zero: ZeroPolicy) -> torch.Tensor | None:
+    """All-zero samples mapped by ``zero="uniform"`` (their ``1/rho`` is 0); ``None`` if none."""
+    return (inv_rho == 0).sum() if zero == "uniform" else None
+
+
+def _apply(
+    x: torch.Tensor, energy: float, dim: int | Sequence[int], zero: ZeroPolicy
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = validate_tensor(x)
     e = check_energy_value(energy, x.dtype)
     dims = normalize_dims(x, dim)
     if zero not in _ZERO_POLICIES:
         raise InvalidArgument("zero", zero, f"must be one of {_ZERO_POLICIES}")
     if x.numel() == 0:
-        return x.clone()
+        return x.clone(), None
     if torch.compiler.is_compiling():
-        y: torch.Tensor = _conserve_op(x, e, list(dims), zero)[0]
-        return y
+        y, inv, _ = _conserve_op(x, e, list(dims), zero)
+        return y, _dead(inv, zero)
     if x.requires_grad and torch.is_grad_enabled():
-        out: torch.Tensor = _ConserveFunction.apply(x, e, dims, zero)
-        return out
-    return _forward_value(x, e, dims, zero)
+        out, inv_rho = _ConserveFunction.apply(x, e, dims, zero)
+        return out, _dead(inv_rho, zero)
+    fast = _fast_forward(x, e, dims)
+    if fast is not None:
+        return fast[0], None
+    y, inv_rho = _reference_forward(x, e, dims, zero)
+    return y, _dead(inv_rho, zero)

@@ -24,7 +24,7 @@ import torch.fx
 from torch import nn
 
 from . import contracts
-from ._math import ZeroPolicy, check_energy_value, conserve
+from ._math import ZeroPolicy, check_energy_value, conserve_counted
 from .errors import InvalidArgument, InvalidArgumentType
 
 __all__ = [
@@ -138,11 +138,10 @@ class ConserveEnergy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dims = self.dims_for(x)
         try:
-            y = conserve(x, self.energy, dims, self.zero)
+            y, dead = conserve_counted(x, self.energy, dims, self.zero)
         except InvalidArgument as exc:
             raise _boundary_error(self.label, x, dims, exc) from exc
-        if self.zero == "uniform" and x.numel():
-            dead = (torch.count_nonzero(x.detach(), dim=dims) == 0).sum()
+        if dead is not None:  # the operator's own count: no extra pass over x
             self._dead = dead if self._dead is None else self._dead + dead.to(self._dead.device)
         contracts.assert_energy(y, self.energy, dims, name=f"{self.label} output")
         return y

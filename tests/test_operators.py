@@ -148,3 +148,23 @@ def test_conserve_energy_module_equals_functional_for_dim_none_and_zero_policy()
         ConserveEnergy(2.0, dim=None, zero="raise")(x)
     with pytest.raises(InvalidArgument, match=r"zero='ignore'"):
         ConserveEnergy(zero="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", ["inference", "grad", "compiled"])
+def test_conserve_energy_counts_dead_samples_on_every_path(path: str) -> None:
+    """``dead_samples`` counts the all-zero samples mapped, eager (with and without
+    autograd) and compiled, from the operator's own ``1/rho``; nonzero inputs count 0."""
+    layer = ConserveEnergy(energy=2.0)
+    x = torch.randn(6, 5)
+    x[1] = 0.0
+    x[4] = 0.0
+    run = torch.compile(layer, fullgraph=True, backend="aot_eager") if path == "compiled" else layer
+    if path == "grad":
+        x.requires_grad_(True)
+    y = run(x)
+    assert layer.dead_samples == 2
+    assert torch.allclose(y[1].double(), torch.full((5,), (2.0 / 5) ** 0.5, dtype=torch.float64))
+    run(torch.randn(3, 5))
+    assert layer.dead_samples == 2
+    layer.reset_dead_samples()
+    assert layer.dead_samples == 0
