@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -29,12 +30,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--markdown", type=Path, metavar="PATH", help="write the Markdown tables to PATH"
     )
     parser.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="torch intra-op threads (default: the profile's; 1 on a shared machine)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        metavar="N",
+        help="interleaved timing rounds, the fastest kept (default: the profile's)",
+    )
+    parser.add_argument(
         "--sections",
         nargs="+",
         choices=list(SECTIONS),
         metavar="SECTION",
         help=f"sections to run (default: all of {', '.join(SECTIONS)})",
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -44,8 +67,15 @@ def write_atomic(path: Path, text: str) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Run the suite as ``args`` say; print the Markdown report; return 0."""
-    profile = "full" if args.full else "tiny" if args.tiny else "quick"
-    assert profile in PROFILES
+    name = "full" if args.full else "tiny" if args.tiny else "quick"
+    profile = PROFILES[name]
+    overrides = {
+        key: value
+        for key, value in (("threads", args.threads), ("rounds", args.rounds))
+        if value is not None
+    }
+    if overrides:
+        profile = dataclasses.replace(profile, **overrides)
 
     def progress(name: str) -> None:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)

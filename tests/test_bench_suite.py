@@ -85,3 +85,16 @@ def test_bench_rejects_unknown_profile_and_section() -> None:
         benchmarks.run("huge")
     with pytest.raises(InvalidArgument, match="sections"):
         benchmarks.run("tiny", ["operator", "nope"])
+
+
+def test_bench_threads_and_rounds_override_the_profile(tmp_path: Path) -> None:
+    from benchmarks.cli import main as bench_main
+
+    out_json = tmp_path / "bench.json"
+    args = ["--tiny", "--sections", "proofs", "--threads", "1", "--rounds", "3"]
+    assert bench_main([*args, "--json", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())
+    assert result["profile"]["threads"] == 1 and result["profile"]["rounds"] == 3
+    assert result["machine"]["threads"] == 1
+    with pytest.raises(SystemExit):
+        bench_main(["--tiny", "--threads", "0"])
