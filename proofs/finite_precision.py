@@ -284,17 +284,23 @@ def _denominator_claim(dtype: torch.dtype, n_max: int, h: int) -> Z3Implies:
     )
 
 
-def _energy_claim(dtype: torch.dtype, h: int, bound: Fraction, what: str) -> Z3Implies:
-    """Lemma 3: ``R D = m P^2`` with the boxes of lemmas 1 and 2 implies ``|R - 1| <= bound``."""
-    row = tolerance(dtype)
-    u = Fraction(row.unit_roundoff)
+def _ratio_claim(
+    boxes: tuple[tuple[Fraction, Fraction], tuple[Fraction, Fraction], tuple[Fraction, Fraction]],
+    labels: tuple[str, str],
+    bound: Fraction,
+    what: str,
+) -> Z3Implies:
+    """``P``, ``D``, ``m`` in their ``boxes`` and ``R D = m P^2`` imply ``|R - 1| <= bound``.
+
+    ``labels`` name the boxes of ``D`` and ``m`` (the path's summation height and
+    its per-element roundings).
+    """
     p, d, m, big_r = z3.Reals("P D m R")
-    d_lo, d_hi = _denominator_box(dtype, h)
-    m_lo, m_hi = _down(((1 - _UA) * (1 - u)) ** 2), _up(((1 + _UA) * (1 + u)) ** 2)
+    (p_lo, p_hi), (d_lo, d_hi), (m_lo, m_hi) = boxes
     b = z3.RealVal(bound)
     return z3_implies(
         [
-            _interval(p, _P_LO, _P_HI),
+            _interval(p, p_lo, p_hi),
             _interval(d, d_lo, d_hi),
             _interval(m, m_lo, m_hi),
             big_r * d == m * p * p,
@@ -302,12 +308,39 @@ def _energy_claim(dtype: torch.dtype, h: int, bound: Fraction, what: str) -> Z3I
         z3.And(big_r - 1 <= b, 1 - big_r <= b),
         labels=[
             "P in the box of lemma 1",
-            f"D in the box of lemma 2 (h = {h})",
-            "m in [((1-u_acc)(1-u))^2, ((1+u_acc)(1+u))^2] (x_i * scale, storage rounding)",
+            labels[0],
+            labels[1],
             "R D = m P^2 (energy ratio sum y_i^2 / E)",
         ],
         latex=rf"R D = m P^2 \implies |R - 1| \le {float(bound):.9g}\quad({what})",
     )
+
+
+def _energy_claim(dtype: torch.dtype, h: int, bound: Fraction, what: str) -> Z3Implies:
+    """Lemma 3: ``R D = m P^2`` with the boxes of lemmas 1 and 2 implies ``|R - 1| <= bound``."""
+    u = Fraction(tolerance(dtype).unit_roundoff)
+    m_box = _down(((1 - _UA) * (1 - u)) ** 2), _up(((1 + _UA) * (1 + u)) ** 2)
+    return _ratio_claim(
+        ((_P_LO, _P_HI), _denominator_box(dtype, h), m_box),
+        (
+            f"D in the box of lemma 2 (h = {h})",
+            "m in [((1-u_acc)(1-u))^2, ((1+u_acc)(1+u))^2] (x_i * scale, storage rounding)",
+        ),
+        bound,
+        what,
+    )
+
+
+def _range_labels(ranges: list[tuple[int, int, int]]) -> list[str]:
+    """Labels of lemmas 2 and 3 for each ``(n_max, c, h)`` range of the table."""
+    return [
+        label
+        for n_max, c, _ in ranges
+        for label in (
+            f"lemma 2: denominator D, n <= {n_max} (z3, cvc5)",
+            f"lemma 3: |R - 1| <= table (c = {c}), n <= {n_max} (z3, cvc5)",
+        )
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -439,14 +472,7 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
                 "lemma 1a: A = (1 + d_div)(1 + d_m) (z3, cvc5)",
                 "lemma 1b: B = (1 + d_r64)(1 + d_r) (z3, cvc5)",
                 "lemma 1c: P = A B (z3, cvc5)",
-                *(
-                    label
-                    for n_max, c, h in ranges
-                    for label in (
-                        f"lemma 2: denominator D, n <= {n_max} (z3, cvc5)",
-                        f"lemma 3: |R - 1| <= table (c = {c}), n <= {n_max} (z3, cvc5)",
-                    )
-                ),
+                *_range_labels(ranges),
                 "enumeration of the implementation (torch)",
             ),
         ),
@@ -556,26 +582,18 @@ def _fp32_denominator_claim(n_max: int, h: int) -> Z3Implies:
 
 def _fp32_energy_claim(h: int, bound: Fraction, what: str) -> Z3Implies:
     """Lemma 3 (one pass): ``R D = m P^2`` implies ``|R - 1| <= bound``."""
-    p, d, m, big_r = z3.Reals("P D m R")
-    p_lo, p_hi = _fp32_numerator_box()
-    d_lo, d_hi = _fp32_denominator_box(h)
-    m_lo, m_hi = _down((1 - _UA) ** 2), _up((1 + _UA) ** 2)
-    b = z3.RealVal(bound)
-    return z3_implies(
-        [
-            _interval(p, p_lo, p_hi),
-            _interval(d, d_lo, d_hi),
-            _interval(m, m_lo, m_hi),
-            big_r * d == m * p * p,
-        ],
-        z3.And(big_r - 1 <= b, 1 - big_r <= b),
-        labels=[
-            "P in the box of lemma 1",
+    return _ratio_claim(
+        (
+            _fp32_numerator_box(),
+            _fp32_denominator_box(h),
+            (_down((1 - _UA) ** 2), _up((1 + _UA) ** 2)),
+        ),
+        (
             f"D in the box of lemma 2 (h = {h})",
             "m in [(1-u)^2, (1+u)^2] (x_i * scale, one rounding)",
-            "R D = m P^2 (energy ratio sum y_i^2 / E)",
-        ],
-        latex=rf"R D = m P^2 \implies |R - 1| \le {float(bound):.9g}\quad({what})",
+        ),
+        bound,
+        what,
     )
 
 
@@ -677,14 +695,7 @@ def _fp32_theorem() -> Theorem:
             labels=(
                 "lemma 1a: B = (1 + d_r64)(1 + d_r) (z3, cvc5)",
                 "lemma 1b: P = (1 + d_div) B (z3, cvc5)",
-                *(
-                    label
-                    for n_max, c, h in ranges
-                    for label in (
-                        f"lemma 2: denominator D, n <= {n_max} (z3, cvc5)",
-                        f"lemma 3: |R - 1| <= table (c = {c}), n <= {n_max} (z3, cvc5)",
-                    )
-                ),
+                *_range_labels(ranges),
                 "enumeration of the implementation (torch)",
             ),
         ),
