@@ -3,9 +3,18 @@
 See :mod:`conserve_verified.proof.pytest_plugin`.
 """
 
+from collections.abc import Iterator
+
+import pytest
+
 from conserve_verified.commands.verify import single_thread
 from conserve_verified.proof.pytest_plugin import pytest_collect_file
 
-__all__ = ["pytest_collect_file"]
+__all__ = ["one_thread", "pytest_collect_file"]
 
-single_thread()  # verdicts must not depend on machine load (see single_thread)
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Verdicts must not depend on machine load: torch on one thread (see ``single_thread``)."""
+    with single_thread():
+        yield

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sympy as sp
@@ -371,3 +372,47 @@ def test_time_budget_suspends_gc_callbacks_and_restores_them() -> None:
         assert cb in gc.callbacks and seen == []
     finally:
         gc.callbacks.remove(cb)
+
+
+def test_proof_verify_runs_theory_torch_code_on_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify`` checks on one intra-op thread (verdicts must not depend on load), then
+    restores the caller's thread count."""
+    import torch
+
+    from conserve_verified.commands import verify
+
+    d = _proofs_dir(tmp_path)
+    seen: list[int] = []
+    real_check_all = verify.check_all
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real_check_all(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "check_all", spy)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        main(["verify", "--proofs-dir", str(d), "-k", "ZZ-good", "--timeout", "10"])
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+        REGISTRY.pop("ZZ-good", None)
+        REGISTRY.pop("ZZ-wrong", None)
+
+
+def test_proof_verify_names_a_theory_file_that_failed_to_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _proofs_dir(tmp_path)
+    (d / "broken.py").write_text("raise RuntimeError('cannot build this theory')\n")
+    try:
+        assert main(["verify", "--proofs-dir", str(d), "-k", "no-such-id"]) == 2
+        err = capsys.readouterr().err
+        assert "broken.py" in err and "cannot build this theory" in err
+    finally:
+        REGISTRY.pop("ZZ-good", None)
+        REGISTRY.pop("ZZ-wrong", None)

@@ -15,9 +15,11 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import sys
 import time
+from collections.abc import Iterator
 
 from ..proof import (
     PROOFS_DIR,
@@ -141,21 +143,32 @@ def _failures(results: list[TheoremResult]) -> list[str]:
     return out
 
 
-def single_thread() -> None:
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
     """Run the theory files' torch code (enumerations) on one intra-op thread.
 
     Verdicts must not depend on machine load: with two threads on a shared
     two-core machine an enumeration can run 20-40 times slower and hit its
-    time budget; one thread keeps its time that of the work.
+    time budget; one thread keeps its time that of the work.  The previous
+    thread count is restored on exit.
     """
     import torch  # local: the proof engine itself imports no torch
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run(args: argparse.Namespace) -> int:
+    with single_thread():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     timeout = default_timeout() if args.timeout is None else _check_timeout(args.timeout)
-    single_thread()
     load_errors: list[str] = []
     theorems: list[Theorem] = []
     for path in theory_files(args.proofs_dir):
