@@ -151,3 +151,13 @@ def test_fused_disabled_takes_reference_path() -> None:
     assert _fused.forward(x, 1.0, (1,)) is not None
     assert torch.equal(y_ref, _reference_forward(x, 1.0, (1,)))
     assert torch.equal(conserve(x, 1.0), _path_forward(x, 1.0, (1,)))
+
+
+def test_fused_one_pass_cached_root_made_in_inference_mode_serves_autograd() -> None:
+    """The cached ``float32(r)`` tensor made under ``inference_mode`` works in autograd."""
+    _fused._root_tensor.cache_clear()
+    with torch.inference_mode():
+        conserve(torch.randn(3, 5), 7.0)
+    x = torch.randn(3, 5, requires_grad=True)
+    conserve(x, 7.0).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
