@@ -16,8 +16,10 @@ Hypothesis property in ``property_tests/``):
 
 Numerics: reductions run in the accumulation dtype of
 :mod:`conserve_verified.tolerances` (float32 for float16/bfloat16); a fast path
-(run by :mod:`conserve_verified._fused` on cache-sized blocks of samples with
-the same arithmetic, bit-identical on CPU) sums squares directly and falls
+(run by :mod:`conserve_verified._fused`: on cache-sized blocks of samples with
+the reference's arithmetic, bit-identical on CPU, or -- float32 up to 8192
+features -- in one read for the norm by torch's one-pass kernel, whose own
+rounding bound is proved in theorem ``FP32``) sums squares directly and falls
 back, only for samples whose sum of squares overflowed or is small enough for
 underflow to matter, to a path that scales by the max-abs first.  Non-finite
 input and all-zero samples raise :class:`~conserve_verified.errors.InvalidArgument`
