@@ -35,8 +35,9 @@ that reads ``x`` once for its norm (``torch.linalg.vector_norm``, whose CPU
 kernel accumulates the squares in vector lanes, folds the lanes left to right
 and adds the tail in sequence: :func:`conserve_verified.proof.finite.lane_fold`)
 and once for ``y = x * (r / ||x||)``, the factor computed by one division.  Its
-summation height is ``(n // L - 1) + (L - 1) + n mod L`` for ``L`` lanes
-(8 on AVX2, NEON and the default build, 16 on AVX-512), at most ``140`` for
+summation height is ``(n // L - 1) + (L - 1) + n mod L`` for ``L`` lanes (ATen's
+``Vectorized<float>`` width: 8 or 16 by build and CPU; 8 for torch 2.13 on the
+AVX-512 reference machine, found by ``tests/test_proof_one_pass.py``), at most ``140`` for
 ``n <= 1024`` and ``1036`` for ``n <= 8192`` (:data:`ONE_PASS_HEIGHTS`); the
 numerator of the factor has two roundings (``d_r``, ``d_div``) instead of
 three.  The float32 rows of the table are therefore
@@ -124,8 +125,8 @@ ONE_PASS_DTYPES: tuple[torch.dtype, ...] = (torch.float32,)
 #: Longest sample (features) that takes the one-pass kernel; longer ones take the cascade.
 ONE_PASS_MAX_FEATURES = 8192
 
-#: Float lanes of ATen's ``Vectorized<float>`` on the builds covered (8: AVX2, NEON,
-#: default; 16: AVX-512).
+#: Float lanes of ATen's ``Vectorized<float>`` covered (8 or 16, by build and CPU; the
+#: tests find which one explains the installed torch's norm kernel).
 ONE_PASS_LANES: tuple[int, ...] = (8, 16)
 
 #: ``(n_max, h)``: for ``n <= n_max`` the one-pass norm kernel adds each square at most
