@@ -153,6 +153,7 @@ def _pipeline(sec: dict[str, Any]) -> list[str]:
                     r["ratios"][f"conserved_vs_plain.{label}"],
                     _ms(r, f"conserved_checks.{label}"),
                     r["ratios"][f"checks_on_vs_plain.{label}"],
+                    r["ratios"][f"checks_on_vs_off.{label}"],
                     _ms(r, f"normalized.{label}"),
                     r["ratios"][f"normalize_vs_plain.{label}"],
                 ]
@@ -167,6 +168,7 @@ def _pipeline(sec: dict[str, Any]) -> list[str]:
             "ratio",
             "conserved ms (checks on)",
             "ratio",
+            "checks on / off",
             "plain + F.normalize ms",
             "ratio",
         ],
