@@ -193,8 +193,7 @@ def _all_safe(ss: torch.Tensor, acc: torch.dtype, n: int) -> bool:
     if ss.numel() == 0:
         return True
     lo, hi = torch.aminmax(ss.detach() if ss.requires_grad else ss)
-    threshold, largest = _RANGE[acc]
-    return float(lo) >= n * threshold and float(hi) <= largest
+    return float(lo) >= _underflow_threshold(acc, n) and float(hi) <= _RANGE[acc][1]
 
 
 def _fast_sum_squares(xa: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[torch.Tensor, bool]:
@@ -292,7 +291,8 @@ def _forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(y, inv_rho)``: ``y = C_E(x)`` in ``x.dtype`` and ``1/||x||`` per sample.
 
-    Identity: ``_forward(x, E, dims, zero)[0] == _forward_value(x, E, dims, zero)``.
+    Identity: ``_forward(x, E, dims, zero)[0] == conserve(x, E, dims, zero)``; inference
+    (:func:`_apply` without autograd) takes the same two paths but skips ``1/||x||``.
 
     Fast path: sum of squares, ``rsqrt`` and one multiply in the accumulation
     dtype.  Wide path (samples whose sum overflowed or risks underflow, NaN/Inf,
@@ -307,16 +307,6 @@ def _forward(
         y, ss = fast
         return y, torch.rsqrt(ss)
     return _reference_forward(x, e, dims, zero)
-
-
-def _forward_value(
-    x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
-) -> torch.Tensor:
-    """``y = C_E(x)`` alone (inference: ``1/||x||`` is not needed, so it is not computed)."""
-    fast = _fast_forward(x, e, dims)
-    if fast is not None:
-        return fast[0]
-    return _reference_forward(x, e, dims, zero)[0]
 
 
 def _fast_forward(
