@@ -226,12 +226,6 @@ def energy_rtol_for(dtype: torch.dtype, n: int) -> float:
     for ``1024 < n <= 8192``).
     """
     row = tolerance(dtype)
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise InvalidArgumentType("n", n, "an int")
-    if not 1 <= n <= MAX_FEATURES:
-        raise InvalidArgument(
-            "n", n, f"the energy tolerance is derived for 1 <= n <= {MAX_FEATURES} features"
-        )
     u, u_acc = row.unit_roundoff, row.accumulation_roundoff
     return 2.0 * u + u * u + accumulation_coefficient(dtype, n) * u_acc
 
@@ -243,9 +237,22 @@ def accumulation_coefficient(dtype: torch.dtype, n: int) -> int:
     dtype of :data:`ONE_PASS_DTYPES` with ``n <= ONE_PASS_MAX_FEATURES`` the row of
     :data:`ONE_PASS_COEFFICIENTS` (which is the larger of the two there).
     """
+    cascade = _row(ACCUMULATION_COEFFICIENTS, n, "the energy tolerance is derived for")
     if dtype in ONE_PASS_DTYPES and n <= ONE_PASS_MAX_FEATURES:
-        return next(c for n_max, c in ONE_PASS_COEFFICIENTS if n <= n_max)
-    return next(c for n_max, c in ACCUMULATION_COEFFICIENTS if n <= n_max)
+        return _row(ONE_PASS_COEFFICIENTS, n, "the one-pass tolerance is derived for")
+    return cascade
+
+
+def _row(table: tuple[tuple[int, int], ...], n: int, what: str) -> int:
+    """The value of the first ``(n_max, value)`` row of ``table`` with ``n <= n_max``.
+
+    Raises a typed error naming ``n`` unless it is an int in ``[1, table[-1][0]]``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidArgumentType("n", n, "an int")
+    if not 1 <= n <= table[-1][0]:
+        raise InvalidArgument("n", n, f"{what} 1 <= n <= {table[-1][0]} features")
+    return next(value for n_max, value in table if n <= n_max)
 
 
 def energy_atol(dtype: torch.dtype, energy: float, n: int) -> float:
@@ -265,11 +272,7 @@ def summation_height_bound(n: int) -> int:
     Identity: ``>= conserve_verified.proof.finite.summation_height(n, lanes, 64)`` for
     lanes 4, 8 and 16 (checked in ``tests/test_proof_finite.py``).
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise InvalidArgumentType("n", n, "an int")
-    if not 1 <= n <= MAX_FEATURES:
-        raise InvalidArgument("n", n, f"must be in [1, {MAX_FEATURES}]")
-    return next(h for n_max, h in SUMMATION_HEIGHTS if n <= n_max)
+    return _row(SUMMATION_HEIGHTS, n, "the summation height is derived for")
 
 
 def one_pass_height_bound(n: int) -> int:
@@ -278,8 +281,4 @@ def one_pass_height_bound(n: int) -> int:
     Identity: ``>= conserve_verified.proof.finite.max_lane_fold_height(n, lanes)`` for
     lanes 8 and 16 (checked in ``tests/test_proof_finite.py``).
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise InvalidArgumentType("n", n, "an int")
-    if not 1 <= n <= ONE_PASS_MAX_FEATURES:
-        raise InvalidArgument("n", n, f"must be in [1, {ONE_PASS_MAX_FEATURES}]")
-    return next(h for n_max, h in ONE_PASS_HEIGHTS if n <= n_max)
+    return _row(ONE_PASS_HEIGHTS, n, "the one-pass height is derived for")

@@ -163,3 +163,20 @@ def test_one_pass_scale_is_one_rounding_of_r_and_one_division() -> None:
         assert np.array_equal(scale, f32(r) / nrm.numpy())
         y = conserve(torch.from_numpy(x), e).numpy()
         assert np.array_equal(y, x * scale), e
+
+
+def test_tolerance_lookups_reject_bad_lengths_naming_n() -> None:
+    """Every length lookup raises a typed error naming ``n`` and the range it is derived for."""
+    from conserve_verified import InvalidArgumentType
+    from conserve_verified.tolerances import MAX_FEATURES, summation_height_bound
+
+    for dtype in (torch.float32, torch.bfloat16):
+        for bad in (0, MAX_FEATURES + 1):
+            with pytest.raises(InvalidArgument, match=rf"n={bad}: .*<= {MAX_FEATURES} features"):
+                energy_rtol_for(dtype, bad)
+        with pytest.raises(InvalidArgumentType, match="n=True"):
+            energy_rtol_for(dtype, True)
+    with pytest.raises(InvalidArgument, match=rf"<= {MAX_FEATURES} features"):
+        summation_height_bound(0)
+    with pytest.raises(InvalidArgumentType, match=r"n=2\.0"):
+        one_pass_height_bound(2.0)  # type: ignore[arg-type]
