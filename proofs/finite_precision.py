@@ -83,7 +83,7 @@ from conserve_verified.tolerances import (
 
 THEORY = "finite_precision"
 TWIN = "property_tests/test_conservation_bounds.py::test_conserve_low_precision_energy"
-_BITS = {torch.float16: 11, torch.bfloat16: 8}  # significand bits p (u = 2**-p)
+_BITS = {torch.float16: 11, torch.bfloat16: 8, torch.float32: 24}  # u = 2**-p, p bits
 #: Vector widths (float lanes) of torch's CPU kernels covered, and the thread bound.
 LANES = (4, 8, 16)
 MAX_THREADS = 64
@@ -251,36 +251,51 @@ def _numerator_claims() -> list[Z3Implies]:
     return [c_a, c_b, c_p]
 
 
-def _denominator_box(dtype: torch.dtype, h: int) -> tuple[Fraction, Fraction]:
-    g = gamma(h, _UA)
-    q = _SQUARE_UNDERFLOW[dtype]
+def _denominator_box(g: Fraction, q: Fraction) -> tuple[Fraction, Fraction]:
+    """Box of ``D = (1 + theta)(1 + d_sqrt)^2 (1 + q)`` for ``|theta| <= g``, ``|q| <= q``."""
     return _down((1 - g) * (1 - _UA) ** 2 * (1 - q)), _up((1 + g) * (1 + _UA) ** 2 * (1 + q))
 
 
-def _denominator_claim(dtype: torch.dtype, n_max: int, h: int) -> Z3Implies:
-    """Lemma 2: the sum (``theta``, height ``h``), ``sqrt`` (``d_sqrt``) and underflow (``q``)."""
+def _denominator_lemma(
+    g: Fraction, q: Fraction, labels: tuple[str, str], latex: tuple[int, str, int]
+) -> Z3Implies:
+    """Lemma 2: the sum (``|theta| <= g``), ``sqrt`` (``d_sqrt``) and underflow (``|q| <= q``).
+
+    ``labels`` name the bounds of ``theta`` and ``d_sqrt``; ``latex`` is ``(h, u, n_max)``
+    for the displayed statement.  ``q = 0`` leaves the underflow variable out.
+    """
     th, ds, d = z3.Reals("theta d_sqrt D")
-    g = gamma(h, _UA)
-    lo, hi = _denominator_box(dtype, h)
+    lo, hi = _denominator_box(g, q)
     hyps = [_interval(th, -g, g), _interval(ds, -_UA, _UA)]
-    labels = [
-        f"|theta| <= gamma_{h}(u_acc) (torch.sum of n <= {n_max} squares)",
-        "|d_sqrt| <= u_acc",
-    ]
+    hyp_labels = list(labels)
     rhs = (1 + th) * (1 + ds) * (1 + ds)
-    if _SQUARE_UNDERFLOW[dtype]:
-        q = z3.Real("q")
-        hyps.append(_interval(q, -_SQUARE_UNDERFLOW[dtype], _SQUARE_UNDERFLOW[dtype]))
-        labels.append("|q| <= 2^-46 (squares below float32's normal range)")
-        rhs = rhs * (1 + q)
+    if q:
+        qv = z3.Real("q")
+        hyps.append(_interval(qv, -q, q))
+        hyp_labels.append("|q| <= 2^-46 (squares below float32's normal range)")
+        rhs = rhs * (1 + qv)
     hyps.append(d == rhs)
-    labels.append("D = (1 + theta)(1 + d_sqrt)^2 (1 + q)")
+    hyp_labels.append("D = (1 + theta)(1 + d_sqrt)^2 (1 + q)")
+    h, u, n_max = latex
     return z3_implies(
         hyps,
         _interval(d, lo, hi),
-        labels=labels,
-        latex=rf"|\theta| \le \gamma_{{{h}}},\ |\delta_{{sqrt}}| \le u_{{acc}} \implies "
+        labels=hyp_labels,
+        latex=rf"|\theta| \le \gamma_{{{h}}},\ |\delta_{{sqrt}}| \le {u} \implies "
         rf"D \in [{float(lo):.9g}, {float(hi):.9g}]\quad(n \le {n_max})",
+    )
+
+
+def _denominator_claim(dtype: torch.dtype, n_max: int, h: int) -> Z3Implies:
+    """Lemma 2 of the cascade path: ``torch.sum`` of height ``h``, ``sqrt``, underflow."""
+    return _denominator_lemma(
+        gamma(h, _UA),
+        _SQUARE_UNDERFLOW[dtype],
+        (
+            f"|theta| <= gamma_{h}(u_acc) (torch.sum of n <= {n_max} squares)",
+            "|d_sqrt| <= u_acc",
+        ),
+        (h, "u_{acc}", n_max),
     )
 
 
@@ -321,7 +336,7 @@ def _energy_claim(dtype: torch.dtype, h: int, bound: Fraction, what: str) -> Z3I
     u = Fraction(tolerance(dtype).unit_roundoff)
     m_box = _down(((1 - _UA) * (1 - u)) ** 2), _up(((1 + _UA) * (1 + u)) ** 2)
     return _ratio_claim(
-        ((_P_LO, _P_HI), _denominator_box(dtype, h), m_box),
+        ((_P_LO, _P_HI), _denominator_box(gamma(h, _UA), _SQUARE_UNDERFLOW[dtype]), m_box),
         (
             f"D in the box of lemma 2 (h = {h})",
             "m in [((1-u_acc)(1-u))^2, ((1+u_acc)(1+u))^2] (x_i * scale, storage rounding)",
@@ -508,22 +523,18 @@ def _fp32_first_values() -> torch.Tensor:
     return bits.view(torch.float32)
 
 
-def _fp32_energies() -> tuple[float, float, float]:
-    u = 2.0**-24
-    return 1.0, (1.0 + u * (1 - 2.0**-10)) ** 2, (1.0 + u * (1 + 2.0**-10)) ** 2
-
-
 def _fp32_batches() -> Iterator[Batch]:
     """n = 1: every float32 in [1, 2) at three energies; n = 2: the strided set, two energies."""
     x1 = _fp32_first_values()
-    energies = _fp32_energies()
+    energies = _energies(torch.float32)
     for e in energies:
         yield _measured(x1[:, None], e, "n=1")
     first = x1[:: 2**_STRIDE]
     for x2 in _X2_FP32:
         rows = torch.stack([first, torch.full_like(first, x2)], dim=-1)
+        wide = wide_rows(rows)
         for e in energies[:2]:
-            yield _measured(rows, e, "n=2", torch.zeros(len(rows), dtype=torch.bool))
+            yield _measured(rows, e, "n=2", wide)
 
 
 def _fp32_numerator_claims() -> list[Z3Implies]:
@@ -551,32 +562,21 @@ def _fp32_numerator_box() -> tuple[Fraction, Fraction]:
 
 
 def _fp32_denominator_box(h: int) -> tuple[Fraction, Fraction]:
-    g = gamma(h + 1, _UA)  # squares rounded once each (or fused into the addition)
-    return _down((1 - g) * (1 - _UA) ** 2 * (1 - _Q32)), _up((1 + g) * (1 + _UA) ** 2 * (1 + _Q32))
+    # squares rounded once each (or fused into the addition): one more rounding than h
+    return _denominator_box(gamma(h + 1, _UA), _Q32)
 
 
 def _fp32_denominator_claim(n_max: int, h: int) -> Z3Implies:
     """Lemma 2 (one pass): lanes + fold + tail (``theta``), ``sqrt`` (``d_sqrt``), underflow."""
-    th, ds, q, d = z3.Reals("theta d_sqrt q D")
-    g = gamma(h + 1, _UA)
-    lo, hi = _fp32_denominator_box(h)
-    return z3_implies(
-        [
-            _interval(th, -g, g),
-            _interval(ds, -_UA, _UA),
-            _interval(q, -_Q32, _Q32),
-            d == (1 + th) * (1 + ds) * (1 + ds) * (1 + q),
-        ],
-        _interval(d, lo, hi),
-        labels=[
+    return _denominator_lemma(
+        gamma(h + 1, _UA),
+        _Q32,
+        (
             f"|theta| <= gamma_{h + 1}(2^-24) (one-pass norm kernel, n <= {n_max}: "
             f"height {h} plus the square's rounding)",
             "|d_sqrt| <= 2^-24 (the kernel's float32 sqrt)",
-            "|q| <= 2^-46 (squares below float32's normal range)",
-            "D = (1 + theta)(1 + d_sqrt)^2 (1 + q)",
-        ],
-        latex=rf"|\theta| \le \gamma_{{{h + 1}}},\ |\delta_{{sqrt}}| \le u \implies "
-        rf"D \in [{float(lo):.9g}, {float(hi):.9g}]\quad(n \le {n_max})",
+        ),
+        (h + 1, "u", n_max),
     )
 
 
