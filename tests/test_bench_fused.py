@@ -16,25 +16,22 @@ import pytest
 import torch
 
 from conserve_verified import _fused, conserve
+from conserve_verified._math import feature_count
 from conserve_verified.testing import FLOAT_DTYPES
 from conserve_verified.tolerances import tolerance
 
 
 def _one_pass_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
     """The one-pass expression: ``x * (float32(r) / ||x||)`` with torch's norm kernel."""
-    rows = x.numel() // _n(x, dims)
+    rows = x.numel() // feature_count(x, dims)
     x2 = x.reshape(rows, -1)
     nrm = torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
     return (x2 * (torch.full_like(nrm, math.sqrt(e)) / nrm)).view(x.shape)
 
 
-def _n(x: torch.Tensor, dims: tuple[int, ...]) -> int:
-    return math.prod(x.shape[d] for d in dims)
-
-
 def _path_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
     """The expression the fast path documents for this dtype and length."""
-    if _fused.one_pass(x.dtype, _n(x, dims)):
+    if _fused.one_pass(x.dtype, feature_count(x, dims)):
         return _one_pass_forward(x, e, dims)
     return _reference_forward(x, e, dims)
 
