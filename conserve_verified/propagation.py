@@ -453,12 +453,14 @@ def _affine(
     fshape = mean.shape[1:]
     with torch.no_grad():
         new_mean = _call64(m, mean)
-        if (
-            isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-            and math.prod(fshape) * math.prod(new_mean.shape[1:]) <= _DENSE_ENTRIES
-            and cov.device.type == "cpu"
-        ):  # A Sigma A^T with the layer's exact dense matrix
-            a = _conv_matrix(m, m.weight.detach().to(torch.float64), tuple(fshape))
+        a = (
+            _dense_conv_matrix(
+                m, m.weight.detach().to(torch.float64), tuple(fshape), new_mean[0].numel()
+            )
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+            else None
+        )
+        if a is not None:  # A Sigma A^T with the layer's exact dense matrix
             return new_mean, torch.matmul(torch.matmul(a, cov), a.T)
         zero = _call64(m, torch.zeros((1, *fshape), dtype=torch.float64, device=mean.device))
 
@@ -1055,6 +1057,15 @@ def _conv_matrix(m: nn.Module, weight: torch.Tensor, in_shape: tuple[int, ...]) 
     return dense[:, 1:]
 
 
+def _dense_conv_matrix(
+    m: nn.Module, weight: torch.Tensor, in_shape: tuple[int, ...], n_out: int
+) -> torch.Tensor | None:
+    """:func:`_conv_matrix` on the CPU within ``_DENSE_ENTRIES`` entries, else ``None``."""
+    if math.prod(in_shape) * n_out > _DENSE_ENTRIES or weight.device.type != "cpu":
+        return None
+    return _conv_matrix(m, weight, in_shape)
+
+
 def _pad_to(f: torch.Tensor, s: int) -> torch.Tensor:
     if f.shape[1] == s:
         return f
@@ -1076,7 +1087,7 @@ class _FactorRun:
         self.neuron_noise = neuron_noise
         self.taps: list[LayerNoise] = []
         self.twins: dict[int, list[torch.Tensor | None]] = {}
-        self.mats: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+        self.mats: dict[tuple[int, tuple[int, ...]], torch.Tensor | None] = {}
         self.ratio: torch.Tensor | None = None
         self.sources = 0
         noisy = [m for _, m in model.named_modules() if isinstance(m, _NOISY_LAYERS)]
@@ -1339,13 +1350,11 @@ class _FactorRun:
     ) -> torch.Tensor | None:
         """``A^T`` (``(n_in, n_out)``) of Conv layer ``m``, once per run and input shape;
         ``None`` where the matrix would be too large."""
-        if math.prod(in_shape) * n_out > _DENSE_ENTRIES or w.device.type != "cpu":
-            return None
         key = (id(m), in_shape)
-        got = self.mats.get(key)
-        if got is None:
-            got = self.mats[key] = _conv_matrix(m, w, in_shape).T.contiguous()
-        return got
+        if key not in self.mats:
+            a = _dense_conv_matrix(m, w, in_shape, n_out)
+            self.mats[key] = None if a is None else a.T.contiguous()
+        return self.mats[key]
 
     def run_graph(self, root: nn.Module, prefix: str, val: _Val) -> _Val:
         graph = _trace(root)
