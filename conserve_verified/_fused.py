@@ -23,22 +23,31 @@ arithmetic on it).  Each step is exactly the element-wise operation or the
 per-sample reduction of the reference, so on CPU the results are bit-identical
 to it (``tests/test_bench_fused.py`` checks ``torch.equal``).
 
-one-pass forward (float32 on CPU, ``n <= tolerances.ONE_PASS_MAX_FEATURES``)
+one-pass forward (CPU, ``n <= tolerances.ONE_PASS_MAX_FEATURES``)
     ``nrm = vector_norm(x)`` per sample (torch's one-read 2-norm kernel: squares
     accumulated in vector lanes, lanes folded, tail added in sequence --
     :func:`conserve_verified.proof.finite.lane_fold`), ``scale = r / nrm`` by one
-    division, ``y = x * scale``: one read of ``x`` for the norm and one
-    read-write for ``y``, no temporary at all.  Its summation order is not the
-    cascade's, so it is not bitwise the reference; its rounding error is
-    derived from its own order and proved in theorem ``FP32``, and the float32
-    rows of the tolerance table come from it (:mod:`conserve_verified.tolerances`).
+    division, ``y = x * scale``.  float32: one read of ``x`` for the norm and one
+    read-write for ``y``, no temporary at all.  float16/bfloat16: each block of
+    samples is up-converted (exactly) into a float32 scratch block in cache and
+    its norms are taken there by the same kernel; then one pass over ``x``
+    writes ``y = storage(float32(x * scale))`` through the eval-mode batch-norm
+    kernel (``x`` viewed as ``(1, rows, n)``, one channel per sample, weight
+    ``scale``, mean 0, variance 1, eps 0: ``y = x * scale + 0`` in float32,
+    rounded once to the storage dtype), so no full-size float32 temporary is
+    written.  Its summation order is not the cascade's, so it is not bitwise
+    the reference; its rounding error is derived from its own order and proved
+    in theorems ``FP32``, ``FP16`` and ``BF16``, and the one-pass rows of the
+    tolerance table come from it (:mod:`conserve_verified.tolerances`).
 
 Identities:
 
 * ``forward(x, E, dims) == _math._forward(x, E, dims, zero)`` (bitwise, CPU) whenever
   it returns a result, except on the one-pass path;
-* one-pass path: ``y == x * (float32(r) / vector_norm(x))`` bitwise, and
-  ``|energy(y) - E| <= energy_atol(float32, E, n)`` (theorem ``FP32``);
+* one-pass path: ``y == (xa * (float32(r) / vector_norm(xa))).to(x.dtype)`` with
+  ``xa = x.float()``, value for value (a ``-0.0`` input may give ``+0.0``), and
+  ``|energy(y) - E| <= energy_atol(x.dtype, E, n)`` (theorems ``FP32``, ``FP16``,
+  ``BF16``);
 * ``backward(g, y, inv_rho, E, dims) == `` the reference backward (bitwise, CPU).
 
 Scope: feature dims must be the trailing dims of a contiguous tensor (``dim=-1``
@@ -82,6 +91,7 @@ __all__ = [
     "one_pass",
     "one_pass_norm",
     "rows_view",
+    "scale_rows",
     "sum_squares",
 ]
 
@@ -248,23 +258,62 @@ def one_pass(dtype: torch.dtype, n: int) -> bool:
 
 
 def one_pass_norm(x2: torch.Tensor) -> torch.Tensor:
-    """Per-row 2-norm of a contiguous CPU float32 ``(rows, n)`` tensor, shaped ``(rows, 1)``.
+    """Per-row float32 2-norm of a contiguous CPU ``(rows, n)`` tensor, shaped ``(rows, 1)``.
 
     Identity: ``sqrt`` of :func:`conserve_verified.proof.finite.lane_fold` of the
-    squares (lanes of 8 or 16), rounded once -- torch's one-read norm kernel.
+    float32 squares (lanes of 8 or 16), rounded once -- torch's one-read norm
+    kernel, on ``x2`` itself (float32) or on its exact float32 up-conversion, one
+    cache-sized block of rows at a time (float16/bfloat16).
     """
-    return torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
+    if x2.dtype == torch.float32:
+        return torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
+    rows, n = x2.shape
+    nrm = torch.empty(rows, 1, dtype=torch.float32)
+    br = _block_rows(rows, n, 4)
+    upcast = _scratch(1, br * n, torch.float32)
+    for start in range(0, rows, br):
+        stop = min(rows, start + br)
+        xa = _rows(upcast, stop - start, n)
+        xa.copy_(x2[start:stop])
+        torch.linalg.vector_norm(xa, 2, -1, keepdim=True, out=nrm[start:stop])
+    return nrm
+
+
+def scale_rows(x2: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(x2.float() * scale).to(x2.dtype)`` for a float16/bfloat16 ``(rows, n)`` CPU tensor.
+
+    ``scale`` is float32 ``(rows, 1)``.  One read of ``x2`` and one write of the
+    result, without a float32 temporary: the eval-mode batch-norm kernel on
+    ``x2`` viewed as ``(1, rows, n)`` with one channel per row, mean 0, variance
+    1, eps 0 and weight ``scale`` computes ``x * (scale * 1/sqrt(1 + 0)) + (0 - 0)``
+    in float32 -- ``x * scale`` rounded once -- and rounds it once to the storage
+    dtype.  Identity: equal value for value to ``(x2.float() * scale).to(x2.dtype)``
+    (``tests/test_bench_fused.py``; a ``-0.0`` element may come out ``+0.0``).
+    """
+    rows, n = x2.shape
+    flat = scale.view(rows)
+    y = torch.nn.functional.batch_norm(
+        x2.view(1, rows, n),
+        torch.zeros_like(flat),
+        torch.ones_like(flat),
+        weight=flat,
+        training=False,
+        eps=0.0,
+    )
+    return y.view(rows, n)
 
 
 def _forward_one_pass(x2: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One-pass CPU forward on ``(rows, n)``: ``(y, ss)`` with ``ss = nrm**2`` (for the checks).
 
     ``scale = float32(r) / nrm`` (one rounding of ``r``, one division), then
-    ``y = x * scale`` (one rounding per element).
+    ``y = x * scale`` (one rounding per element in float32; float16/bfloat16: and
+    one rounding to the storage dtype).
     """
     nrm = one_pass_norm(x2)
     scale = torch.div(_root_tensor(r), nrm)
-    return torch.mul(x2, scale), nrm.square_()
+    y = torch.mul(x2, scale) if x2.dtype == torch.float32 else scale_rows(x2, scale)
+    return y, nrm.square_()
 
 
 @functools.lru_cache(maxsize=64)

@@ -165,12 +165,14 @@ def _screen_passes(
     term: ``|s32 - S| <= gamma_{h+1} S + n 2**-149`` (squares below float32's
     normal range flush with an absolute error ``<= 2**-150`` each), so
     ``|s32 - E| <= atol - gamma_{h+1} s32 / (1 - gamma_{h+1}) - n 2**-149``
-    (minus a float64 margin) implies ``|S - E| <= atol``.  Float32 samples of at
-    most ``ONE_PASS_MAX_FEATURES`` features are measured in one read instead:
+    (minus a float64 margin) implies ``|S - E| <= atol``.  Samples of at most
+    ``ONE_PASS_MAX_FEATURES`` features are measured by the one-pass norm instead:
     ``s32 = nrm**2`` (in float64) with ``nrm`` the one-pass norm kernel's result
-    (:func:`_fused.one_pass_norm`), ``nrm = sqrt(S (1 + theta))(1 + d_sqrt)`` with
-    ``|theta| <= gamma_{h1+1}``, ``h1 = one_pass_height_bound(n)``, so
-    ``|s32 - S| <= gamma_{h1+3} S`` and the same test holds with ``h = h1 + 2``.
+    (:func:`_fused.one_pass_norm`; float16/bfloat16 up-converted exactly, block by
+    block), ``nrm = sqrt(S (1 + theta))(1 + d_sqrt)`` with ``|theta| <= gamma_{h1+1}``
+    (``gamma_{h1}`` for the exact squares of float16/bfloat16 data),
+    ``h1 = one_pass_height_bound(n)``, so ``|s32 - S| <= gamma_{h1+3} S`` and the
+    same test holds with ``h = h1 + 2``.
     Returns ``False`` (undecided: measure in float64) for other layouts and
     dtypes, NaN or Inf.
     """

@@ -29,26 +29,39 @@ float16/bfloat16/float32, float64 for float64).  The fast path
 3. rounds each output element once to the storage dtype (``u``; for
    float32/float64 this is the multiply of step 2).
 
-**The one-pass path (float32, ``n <= ONE_PASS_MAX_FEATURES``).**  Float32 input
-with at most :data:`ONE_PASS_MAX_FEATURES` features per sample takes a path
-that reads ``x`` once for its norm (``torch.linalg.vector_norm``, whose CPU
-kernel accumulates the squares in vector lanes, folds the lanes left to right
-and adds the tail in sequence: :func:`conserve_verified.proof.finite.lane_fold`)
-and once for ``y = x * (r / ||x||)``, the factor computed by one division.  Its
-summation height is ``(n // L - 1) + (L - 1) + n mod L`` for ``L`` lanes (ATen's
+**The one-pass path (``n <= ONE_PASS_MAX_FEATURES``).**  Input with at most
+:data:`ONE_PASS_MAX_FEATURES` features per sample takes a path that reads ``x``
+once for its norm (``torch.linalg.vector_norm``, whose CPU kernel accumulates
+the squares in vector lanes, folds the lanes left to right and adds the tail in
+sequence: :func:`conserve_verified.proof.finite.lane_fold`; float16/bfloat16
+data are up-converted exactly to float32 one cache-sized block at a time and
+the same kernel runs there) and once for ``y = x * (r / ||x||)``, the factor
+computed by one division.  Its summation height is
+``(n // L - 1) + (L - 1) + n mod L`` for ``L`` lanes (ATen's
 ``Vectorized<float>`` width: 8 or 16 by build and CPU; 8 for torch 2.13 on the
-AVX-512 reference machine, found by ``tests/test_proof_one_pass.py``), at most ``140`` for
-``n <= 1024`` and ``1036`` for ``n <= 8192`` (:data:`ONE_PASS_HEIGHTS`); the
-numerator of the factor has two roundings (``d_r``, ``d_div``) instead of
-three.  The float32 rows of the table are therefore
+AVX-512 reference machine, found by ``tests/test_proof_one_pass.py``), at most
+``140`` for ``n <= 1024`` and ``1036`` for ``n <= 8192``
+(:data:`ONE_PASS_HEIGHTS`); the numerator of the factor has two roundings
+(``d_r``, ``d_div``) instead of three.  The squares are rounded once each in
+float32 and exact for float16/bfloat16 data, whose outputs take one more
+rounding (to the storage dtype) whose cross terms with the sum's error are
+larger.  The one-pass rows of the table are therefore, per dtype
+(:data:`ONE_PASS_COEFFICIENTS`; theorems ``FP32``, ``FP16``, ``BF16``):
 
-    ``c(n) = 148`` for ``n <= 1024``, ``1044`` for ``1024 < n <= 8192``
+    ========  ==============  ===================
+    dtype     ``n <= 1024``   ``1024 < n <= 8192``
+    ========  ==============  ===================
+    float32   ``c = 148``     ``c = 1044``
+    float16   ``c = 149``     ``c = 1046``
+    bfloat16  ``c = 150``     ``c = 1053``
+    ========  ==============  ===================
 
-(:data:`ONE_PASS_COEFFICIENTS`; theorem ``FP32``), which also dominate the cascade
-path that the operator falls back to; above 8192 features float32 takes the
-cascade path and its rows.  The one-pass kernel is faster (one read instead of a
-squared temporary and a cascade sum) and its order adds more roundings per
-term: its tolerance is what that order guarantees, not the cascade's.
+(the model's worst cases are 147.0, 1043.1; 148.1, 1045.1; 149.2, 1052.3), which
+also dominate the cascade path that the operator falls back to; above 8192
+features the cascade path and its rows apply.  The one-pass kernel is faster
+(one read instead of a squared temporary and a cascade sum) and its order adds
+more roundings per term: its tolerance is what that order guarantees, not the
+cascade's.
 
 The energy is ``E m q**2`` with ``q`` the common factor's relative error and
 ``m`` a weighted mean of the per-element ``(1 + d_i)**2``; its worst case over
@@ -62,7 +75,8 @@ per operation.  The table rounds it up:
 
 (``tests/test_proof_finite.py`` checks that every ``c(n)`` dominates the
 derived bound of every dtype).  ``DtypeTolerance.energy_rtol`` is the value
-valid for every ``n <= 2**20`` (``c = 160``; float32: ``c = 1044``);
+valid for every ``n <= 2**20`` (the largest ``c`` of the dtype's rows: 160 for
+float64, 1044 for float32, 1046 for float16, 1053 for bfloat16);
 :func:`energy_atol` uses ``c(n)``.
 The wide (float64) path rounds less and stays within the same bound.
 
@@ -119,9 +133,6 @@ ACCUMULATION_COEFFICIENTS: tuple[tuple[int, int], ...] = (
     (MAX_FEATURES, 160),
 )
 
-#: Dtypes whose CPU fast path is the one-pass kernel for ``n <= ONE_PASS_MAX_FEATURES``.
-ONE_PASS_DTYPES: tuple[torch.dtype, ...] = (torch.float32,)
-
 #: Longest sample (features) that takes the one-pass kernel; longer ones take the cascade.
 ONE_PASS_MAX_FEATURES = 8192
 
@@ -136,12 +147,17 @@ ONE_PASS_HEIGHTS: tuple[tuple[int, int], ...] = (
     (ONE_PASS_MAX_FEATURES, 1036),
 )
 
-#: ``(n_max, c)``: the float32 accumulation coefficient for ``n <= n_max`` features, the
-#: one-pass model's bound rounded up (it dominates the cascade rows at these lengths).
-ONE_PASS_COEFFICIENTS: tuple[tuple[int, int], ...] = (
-    (1024, 148),
-    (ONE_PASS_MAX_FEATURES, 1044),
-)
+#: ``(n_max, c)`` per dtype: the accumulation coefficient for ``n <= n_max`` features on
+#: the one-pass path, the one-pass model's bound (theorems ``FP32``/``FP16``/``BF16``)
+#: rounded up; it dominates the cascade rows at these lengths.
+ONE_PASS_COEFFICIENTS: dict[torch.dtype, tuple[tuple[int, int], ...]] = {
+    torch.float32: ((1024, 148), (ONE_PASS_MAX_FEATURES, 1044)),
+    torch.float16: ((1024, 149), (ONE_PASS_MAX_FEATURES, 1046)),
+    torch.bfloat16: ((1024, 150), (ONE_PASS_MAX_FEATURES, 1053)),
+}
+
+#: Dtypes whose CPU fast path is the one-pass kernel for ``n <= ONE_PASS_MAX_FEATURES``.
+ONE_PASS_DTYPES: tuple[torch.dtype, ...] = tuple(ONE_PASS_COEFFICIENTS)
 
 
 @dataclass(frozen=True)
@@ -155,7 +171,8 @@ class DtypeTolerance:
         accumulation_roundoff: ``u`` of the accumulation dtype.
         smallest_subnormal: spacing of the subnormal range of the storage dtype.
         energy_rtol: ``2u + u**2 + c u_acc`` with the largest ``c`` of the dtype's
-            rows (160; float32: 1044) -- relative energy error bound of
+            rows (160; float32 1044, float16 1046, bfloat16 1053) -- relative energy
+            error bound of
             :func:`conserve_verified.conserve` for every ``n <= MAX_FEATURES``
             features (:func:`energy_rtol_for` gives the tighter value for a given ``n``).
         function_rtol: relative tolerance for comparing two evaluations of the
@@ -173,7 +190,7 @@ class DtypeTolerance:
 
 
 def _max_coefficient(dtype: torch.dtype) -> int:
-    rows = ACCUMULATION_COEFFICIENTS + (ONE_PASS_COEFFICIENTS if dtype in ONE_PASS_DTYPES else ())
+    rows = ACCUMULATION_COEFFICIENTS + ONE_PASS_COEFFICIENTS.get(dtype, ())
     return max(c for _, c in rows)
 
 
@@ -222,8 +239,8 @@ def energy_rtol_for(dtype: torch.dtype, n: int) -> float:
     """Relative energy error bound for ``n`` features: ``2u + u**2 + c(n) u_acc``.
 
     Identity: ``energy_rtol_for(dtype, n) <= tolerance(dtype).energy_rtol`` for
-    every ``1 <= n <= MAX_FEATURES``, with equality for ``n > 32767`` (float32:
-    for ``1024 < n <= 8192``).
+    every ``1 <= n <= MAX_FEATURES``, with equality for ``n > 32767`` (float64) or
+    ``1024 < n <= 8192`` (the one-pass dtypes).
     """
     row = tolerance(dtype)
     u, u_acc = row.unit_roundoff, row.accumulation_roundoff
@@ -231,15 +248,15 @@ def energy_rtol_for(dtype: torch.dtype, n: int) -> float:
 
 
 def accumulation_coefficient(dtype: torch.dtype, n: int) -> int:
-    """``c(n)`` of ``energy_rtol_for``: the one-pass row for float32 up to 8192 features.
+    """``c(n)`` of ``energy_rtol_for``: the dtype's one-pass row up to 8192 features.
 
     Identity: the cascade row of :data:`ACCUMULATION_COEFFICIENTS`, or for a
-    dtype of :data:`ONE_PASS_DTYPES` with ``n <= ONE_PASS_MAX_FEATURES`` the row of
-    :data:`ONE_PASS_COEFFICIENTS` (which is the larger of the two there).
+    dtype of :data:`ONE_PASS_DTYPES` with ``n <= ONE_PASS_MAX_FEATURES`` its row
+    of :data:`ONE_PASS_COEFFICIENTS` (which is the larger of the two there).
     """
     cascade = _row(ACCUMULATION_COEFFICIENTS, n, "the energy tolerance is derived for")
     if dtype in ONE_PASS_DTYPES and n <= ONE_PASS_MAX_FEATURES:
-        return _row(ONE_PASS_COEFFICIENTS, n, "the one-pass tolerance is derived for")
+        return _row(ONE_PASS_COEFFICIENTS[dtype], n, "the one-pass tolerance is derived for")
     return cascade
 
 

@@ -6,19 +6,28 @@ with float16 / bfloat16 ``x`` by the tolerance table
 
 1. **Rounding model of the implemented algorithm (Z3 and cvc5, exact rationals).**
    One rounding variable per operation of the fast path
-   (:mod:`conserve_verified._fused`): ``theta`` for the float32 sum of the (exact)
-   squares, bounded by ``gamma_h`` with ``h`` the height of torch's CPU cascade
-   sum -- computed by :func:`conserve_verified.proof.finite.summation_height`
-   from the kernel's order for every length ``n <= 2**20``, vector widths of 4,
-   8 and 16 lanes and up to 64 threads; ``q`` for squares flushed below
-   float32's normal range (bfloat16 only); ``d_sqrt`` and ``d_div`` for
-   ``rsqrt = 1 / sqrt``; ``d_r64`` and ``d_r`` for ``r = sqrt(E)`` in float64 and
-   its rounding to float32; ``d_m`` for ``rsqrt * r``; and ``m``, the weighted
-   mean of the per-element factors ``((1 + d_i)(1 + e_i))^2`` of the float32
-   product ``x_i * scale`` and the rounding to the storage dtype.  The solvers
-   prove ``|R - 1| <= B`` for the energy ratio ``R`` with ``B`` the model's
-   worst case (:func:`~conserve_verified.proof.finite.energy_error_bound`),
-   which lies within the table's ``energy_rtol(n)`` for each range of ``n``.
+   (:mod:`conserve_verified._fused`), which has two forms:
+
+   * ``n <= ONE_PASS_MAX_FEATURES`` (one pass): ``theta`` for the float32 sum of
+     the (exact) squares by torch's norm kernel on the up-converted block,
+     bounded by ``gamma_h`` with ``h`` the kernel's lane-fold height
+     (:data:`~conserve_verified.tolerances.ONE_PASS_HEIGHTS`); ``d_sqrt`` for its
+     square root; ``d_r64``, ``d_r`` for ``r = sqrt(E)`` and ``d_div`` for
+     ``scale = r / norm``;
+   * longer samples (cascade): ``theta`` bounded by ``gamma_h`` with ``h`` the
+     height of torch's CPU cascade sum -- computed by
+     :func:`conserve_verified.proof.finite.summation_height` from the kernel's
+     order for every length ``n <= 2**20``, vector widths of 4, 8 and 16 lanes
+     and up to 64 threads; ``d_sqrt`` and ``d_div`` for ``rsqrt = 1 / sqrt``;
+     ``d_r64`` and ``d_r`` for ``r``; ``d_m`` for ``rsqrt * r``;
+
+   and in both ``q`` for squares flushed below float32's normal range
+   (bfloat16 only) and ``m``, the weighted mean of the per-element factors
+   ``((1 + d_i)(1 + e_i))^2`` of the float32 product ``x_i * scale`` and the
+   rounding to the storage dtype.  The solvers prove ``|R - 1| <= B`` for the
+   energy ratio ``R`` with ``B`` the model's worst case
+   (:func:`~conserve_verified.proof.finite.energy_error_bound`), which lies
+   within the table's ``energy_rtol(n)`` for each range of ``n``.
 2. **Enumeration of the implementation** (the library's CPU code path, each
    input routed exactly as it is when passed alone: the batch is split by the
    per-sample fast/wide decision, so no sample is computed by the other path):
@@ -29,7 +38,7 @@ with float16 / bfloat16 ``x`` by the tolerance table
    * ``n = 2``: every ``x_1`` in ``[1, 2)`` (all significands) with every ``x_2``
      of either sign, ``|x_2| < 2`` (both zeros included), at ``E = 1`` and the first
      midpoint energy;
-   * an adversarial long input (float16): ``n = 6143`` equal elements
+   * an adversarial long input (float16, one-pass path): ``n = 6143`` equal elements
      ``1.3349609375`` at ``E = n ((1 + u)(1 - 5 u_acc))^2`` -- every element's
      exact value lies just below a rounding midpoint and the float32 error of
      the common factor pushes it across, so the energy error exceeds the
@@ -39,7 +48,9 @@ with float16 / bfloat16 ``x`` by the tolerance table
    energies and lengths are covered by the rounding model, not by enumeration).
 
 The mutants: the model bound ``2u + u^2`` without the accumulation term (the
-near miss; refuted by the solvers), the implementation within ``2u + u^2``
+near miss; refuted by the solvers), the one-pass model within the cascade
+path's ``c = 48`` for ``n <= 1024`` (refuted: the one-pass order's height is
+140), the implementation within ``2u + u^2``
 (float16: refuted by the adversarial input), and the implementation within
 ``u E`` (refuted by the enumeration: the table is tight to a factor ``1 + O(u)``).
 """
@@ -346,24 +357,32 @@ def _energy_claim(dtype: torch.dtype, h: int, bound: Fraction, what: str) -> Z3I
     )
 
 
-def _range_labels(ranges: list[tuple[int, int, int]]) -> list[str]:
-    """Labels of lemmas 2 and 3 for each ``(n_max, c, h)`` range of the table."""
+def _range_labels(ranges: list[tuple[int, int, int]], path: str = "") -> list[str]:
+    """Labels of lemmas 2 and 3 for each ``(n_max, c, h)`` range of the table.
+
+    ``path`` (e.g. ``" (one pass)"``) tags the lemmas of one code path.
+    """
     return [
         label
         for n_max, c, _ in ranges
         for label in (
-            f"lemma 2: denominator D, n <= {n_max} (z3, cvc5)",
-            f"lemma 3: |R - 1| <= table (c = {c}), n <= {n_max} (z3, cvc5)",
+            f"lemma 2{path}: denominator D, n <= {n_max} (z3, cvc5)",
+            f"lemma 3{path}: |R - 1| <= table (c = {c}), n <= {n_max} (z3, cvc5)",
         )
     ]
 
 
 @lru_cache(maxsize=1)
 def _ranges() -> list[tuple[int, int, int]]:
-    """``(n_max, c, h)`` per range of the table: ``h`` = summation height for ``n <= n_max``."""
+    """``(n_max, c, h)`` per cascade range above the one-pass lengths (``h``: summation height).
+
+    float16/bfloat16 samples of at most ``ONE_PASS_MAX_FEATURES`` features take the
+    one-pass path (:func:`_one_pass_ranges`); longer ones the cascade.
+    """
     return [
         (n_max, c, max(summation_height(n_max, lanes, MAX_THREADS) for lanes in LANES))
         for n_max, c in ACCUMULATION_COEFFICIENTS
+        if n_max > ONE_PASS_MAX_FEATURES
     ]
 
 
@@ -390,7 +409,10 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
     u = Fraction(row.unit_roundoff)
     name = str(dtype).removeprefix("torch.")
     ranges = _ranges()
-    models: list[Z3Implies] = _numerator_claims()
+    one = _one_pass_ranges(dtype)
+    models: list[Z3Implies] = [*_numerator_claims(), _one_pass_numerator_claims()[1]]
+    for n_max, c, h in one:
+        models.extend(_one_pass_lemmas(dtype, n_max, c, h))
     for n_max, c, h in ranges:
         table = 2 * u + u * u + c * _UA
         models.append(_denominator_claim(dtype, n_max, h))
@@ -411,12 +433,20 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
         description=f"enumeration of conserve on the {name} set S (routed per sample)",
     )
     no_acc = 2 * u + u * u
+    cascade_c = ACCUMULATION_COEFFICIENTS[0][1]
+    n1, _, h1 = one[0]
     mutants = [
         Mutant(
             id="no-accumulation-term",
             description="near miss: the model's error within 2u + u^2, without the "
             "accumulation term",
             claim=_energy_claim(dtype, ranges[-1][2], no_acc, "2u + u^2"),
+        ),
+        Mutant(
+            id="cascade-coefficient",
+            description=f"the one-pass model within the cascade path's coefficient c = "
+            f"{cascade_c} for n <= {n1} (the one-pass order has height {h1}, not the cascade's)",
+            claim=_one_pass_energy_claim(dtype, h1, no_acc + cascade_c * _UA, f"c = {cascade_c}"),
         ),
         Mutant(
             id="within-u",
@@ -450,7 +480,7 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
                 ),
             )
         )
-    table_text = ", ".join(f"c = {c} for n <= {n_max}" for n_max, c, _ in ranges)
+    table_text = ", ".join(f"c = {c} for n <= {n_max}" for n_max, c, _ in one + ranges)
     adversarial = (
         f", and on one adversarial input of length {_ADVERSARIAL[dtype][0]}"
         if dtype in _ADVERSARIAL
@@ -460,9 +490,11 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
         id=tid,
         name=f"{name} energy error within the tolerance table",
         statement=(
-            f"For {name} input of length n <= 2^20 on CPU, conserve(x, E) (squares summed in "
-            f"float32 in torch's cascade order, one rounding to {name}) returns energy E within "
-            f"the table's energy_rtol(n) = 2u + u^2 + c(n) u_acc ({table_text}; "
+            f"For {name} input of length n <= 2^20 on CPU, conserve(x, E) (the exact squares "
+            f"summed in float32 -- for n <= {ONE_PASS_MAX_FEATURES} by the one-pass norm kernel "
+            "on the up-converted block, scale = r / norm by one division; above, in torch's "
+            f"cascade order with scale = rsqrt * r -- and one rounding to {name}) returns "
+            f"energy E within the table's energy_rtol(n) = 2u + u^2 + c(n) u_acc ({table_text}; "
             f"u = 2^-{_BITS[dtype]}, u_acc = 2^-24) for normal outputs: derived in the solvers "
             "from one rounding variable per operation of the implemented algorithm, and "
             "checked on the implementation with the subnormal terms of energy_atol by "
@@ -473,6 +505,10 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
             "n <= 2**20 features; torch's CPU sum kernel (SumKernel.cpp cascade order) with "
             "4, 8 or 16 lanes and at most 64 threads (tests/test_proof_finite.py checks the "
             "order bit for bit against the installed torch)",
+            f"n <= {ONE_PASS_MAX_FEATURES}: torch's CPU 2-norm kernel on the float32 block "
+            "(8 or 16 float lanes; tests/test_proof_one_pass.py checks the order bit for bit), "
+            "and the eval-mode batch-norm kernel computing x * scale in float32, rounded once "
+            "to the storage dtype (checked value for value in tests/test_bench_fused.py)",
             "round-to-nearest in float32 and in the storage dtype; torch's CPU rsqrt is 1/sqrt "
             "(checked bit for bit in tests/test_proof_finite.py)",
             "the model covers the fast path with normal outputs; subnormal outputs (the absolute "
@@ -487,7 +523,9 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
                 "lemma 1a: A = (1 + d_div)(1 + d_m) (z3, cvc5)",
                 "lemma 1b: B = (1 + d_r64)(1 + d_r) (z3, cvc5)",
                 "lemma 1c: P = A B (z3, cvc5)",
-                *_range_labels(ranges),
+                "lemma 1d (one pass): P = (1 + d_div) B (z3, cvc5)",
+                *_range_labels(one, " (one pass)"),
+                *_range_labels(ranges, " (cascade)"),
                 "enumeration of the implementation (torch)",
             ),
         ),
@@ -499,10 +537,6 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
             f"named energies{adversarial}"
         ),
     )
-
-
-FP16 = register(_theorem("FP16", torch.float16))
-BF16 = register(_theorem("BF16", torch.bfloat16))
 
 
 # --------------------------------------------------------------------------- FP32 (one pass)
@@ -537,7 +571,7 @@ def _fp32_batches() -> Iterator[Batch]:
             yield _measured(rows, e, "n=2", wide)
 
 
-def _fp32_numerator_claims() -> list[Z3Implies]:
+def _one_pass_numerator_claims() -> list[Z3Implies]:
     """Lemma 1 (one pass): ``B = (1 + d_r64)(1 + d_r)``, ``P = (1 + d_div) B``.
 
     ``scale = float32(r) / nrm`` is one division: the numerator has the rounding of
@@ -547,7 +581,7 @@ def _fp32_numerator_claims() -> list[Z3Implies]:
         ("d_r64", "d_r"), (_U64, _UA), ("math.sqrt(E)", "r rounded to float32"), "B"
     )
     dd, b, p = z3.Reals("d_div B P")
-    lo, hi = _fp32_numerator_box()
+    lo, hi = _one_pass_numerator_box()
     c_p = z3_implies(
         [_interval(dd, -_UA, _UA), _interval(b, b_lo, b_hi), p == (1 + dd) * b],
         _interval(p, lo, hi),
@@ -557,71 +591,108 @@ def _fp32_numerator_claims() -> list[Z3Implies]:
     return [c_b, c_p]
 
 
-def _fp32_numerator_box() -> tuple[Fraction, Fraction]:
+def _one_pass_numerator_box() -> tuple[Fraction, Fraction]:
     return _down((1 - _UA) * _B_LO), _up((1 + _UA) * _B_HI)
 
 
-def _fp32_denominator_box(h: int) -> tuple[Fraction, Fraction]:
-    # squares rounded once each (or fused into the addition): one more rounding than h
-    return _denominator_box(gamma(h + 1, _UA), _Q32)
+def _one_pass_sum_bound(dtype: torch.dtype, h: int) -> Fraction:
+    """``|theta|`` bound of the one-pass norm's sum of squares for height ``h``.
+
+    float32 squares are rounded once each (or fused into the addition): one more
+    rounding than ``h``; float16/bfloat16 squares are exact in float32.
+    """
+    return gamma(h + 1 if dtype == torch.float32 else h, _UA)
 
 
-def _fp32_denominator_claim(n_max: int, h: int) -> Z3Implies:
+def _one_pass_underflow(dtype: torch.dtype) -> Fraction:
+    return _Q32 if dtype == torch.float32 else _SQUARE_UNDERFLOW[dtype]
+
+
+def _one_pass_denominator_box(dtype: torch.dtype, h: int) -> tuple[Fraction, Fraction]:
+    return _denominator_box(_one_pass_sum_bound(dtype, h), _one_pass_underflow(dtype))
+
+
+def _one_pass_denominator_claim(dtype: torch.dtype, n_max: int, h: int) -> Z3Implies:
     """Lemma 2 (one pass): lanes + fold + tail (``theta``), ``sqrt`` (``d_sqrt``), underflow."""
+    hh = h + 1 if dtype == torch.float32 else h
+    what = "height {h} plus the square's rounding" if dtype == torch.float32 else "exact squares"
     return _denominator_lemma(
-        gamma(h + 1, _UA),
-        _Q32,
+        _one_pass_sum_bound(dtype, h),
+        _one_pass_underflow(dtype),
         (
-            f"|theta| <= gamma_{h + 1}(2^-24) (one-pass norm kernel, n <= {n_max}: "
-            f"height {h} plus the square's rounding)",
+            f"|theta| <= gamma_{hh}(2^-24) (one-pass norm kernel, n <= {n_max}: "
+            + what.format(h=h)
+            + ")",
             "|d_sqrt| <= 2^-24 (the kernel's float32 sqrt)",
         ),
-        (h + 1, "u", n_max),
+        (hh, "u_{acc}", n_max),
     )
 
 
-def _fp32_energy_claim(h: int, bound: Fraction, what: str) -> Z3Implies:
+def _one_pass_m_box(dtype: torch.dtype) -> tuple[Fraction, Fraction]:
+    """Box of the per-element factors: ``x_i * scale`` in float32 and, below float32, the
+    rounding to the storage dtype."""
+    if dtype == torch.float32:
+        return _down((1 - _UA) ** 2), _up((1 + _UA) ** 2)
+    u = Fraction(tolerance(dtype).unit_roundoff)
+    return _down(((1 - _UA) * (1 - u)) ** 2), _up(((1 + _UA) * (1 + u)) ** 2)
+
+
+def _one_pass_energy_claim(dtype: torch.dtype, h: int, bound: Fraction, what: str) -> Z3Implies:
     """Lemma 3 (one pass): ``R D = m P^2`` implies ``|R - 1| <= bound``."""
+    m_label = (
+        "m in [(1-u)^2, (1+u)^2] (x_i * scale, one rounding)"
+        if dtype == torch.float32
+        else "m in [((1-u_acc)(1-u))^2, ((1+u_acc)(1+u))^2] (x_i * scale, storage rounding)"
+    )
     return _ratio_claim(
-        (
-            _fp32_numerator_box(),
-            _fp32_denominator_box(h),
-            (_down((1 - _UA) ** 2), _up((1 + _UA) ** 2)),
-        ),
-        (
-            f"D in the box of lemma 2 (h = {h})",
-            "m in [(1-u)^2, (1+u)^2] (x_i * scale, one rounding)",
-        ),
+        (_one_pass_numerator_box(), _one_pass_denominator_box(dtype, h), _one_pass_m_box(dtype)),
+        (f"D in the box of lemma 2 (h = {h})", m_label),
         bound,
         what,
     )
 
 
-def _fp32_derived(h: int) -> Fraction:
+def _one_pass_derived(dtype: torch.dtype, h: int) -> Fraction:
+    """The one-pass model's worst case for norm height ``h`` (corner of the box)."""
+    low = dtype != torch.float32
     return energy_error_bound(
-        _UA,
+        Fraction(tolerance(dtype).unit_roundoff),
         _UA,
         h,
-        squares_exact=False,
-        separate_storage=False,
-        square_underflow=_Q32,
+        squares_exact=low,
+        separate_storage=low,
+        square_underflow=_one_pass_underflow(dtype),
         factor_roundings=2,
     )
 
 
+def _one_pass_ranges(dtype: torch.dtype) -> list[tuple[int, int, int]]:
+    """``(n_max, c, h)`` per one-pass range of ``dtype``'s rows (``h``: the norm's height)."""
+    return [
+        (n_max, c, h)
+        for (n_max, c), (_, h) in zip(ONE_PASS_COEFFICIENTS[dtype], ONE_PASS_HEIGHTS, strict=True)
+    ]
+
+
+def _one_pass_lemmas(dtype: torch.dtype, n_max: int, c: int, h: int) -> list[Z3Implies]:
+    """Lemmas 2 and 3 of the one-pass path for ``n <= n_max`` against the table's ``c``."""
+    u = Fraction(tolerance(dtype).unit_roundoff)
+    table = 2 * u + u * u + c * _UA
+    derived = float(_one_pass_derived(dtype, h))
+    return [
+        _one_pass_denominator_claim(dtype, n_max, h),
+        _one_pass_energy_claim(dtype, h, table, f"table c = {c}; derived {derived:.9g}"),
+    ]
+
+
 def _fp32_theorem() -> Theorem:
     u = _UA
-    ranges = [
-        (n_max, c, h)
-        for (n_max, c), (_, h) in zip(ONE_PASS_COEFFICIENTS, ONE_PASS_HEIGHTS, strict=True)
-    ]
-    models: list[Z3Implies] = _fp32_numerator_claims()
+    f32 = torch.float32
+    ranges = _one_pass_ranges(f32)
+    models: list[Z3Implies] = _one_pass_numerator_claims()
     for n_max, c, h in ranges:
-        table = 2 * u + u * u + c * u
-        models.append(_fp32_denominator_claim(n_max, h))
-        models.append(
-            _fp32_energy_claim(h, table, f"table c = {c}; derived {float(_fp32_derived(h)):.9g}")
-        )
+        models.extend(_one_pass_lemmas(f32, n_max, c, h))
     exact = lambda x, e: _exact_error(x, torch.float32, e)  # noqa: E731
     enumeration = enumeration_claim(
         _fp32_batches,
@@ -640,13 +711,15 @@ def _fp32_theorem() -> Theorem:
             id="no-accumulation-term",
             description="near miss: the one-pass model's error within 2u + u^2, without the "
             "accumulation term",
-            claim=_fp32_energy_claim(ranges[-1][2], 2 * u + u * u, "2u + u^2"),
+            claim=_one_pass_energy_claim(f32, ranges[-1][2], 2 * u + u * u, "2u + u^2"),
         ),
         Mutant(
             id="cascade-coefficient",
             description=f"the one-pass model within the cascade path's coefficient c = "
             f"{cascade_c} for n <= {n1} (the one-pass order has height {h1}, not the cascade's)",
-            claim=_fp32_energy_claim(h1, 2 * u + u * u + cascade_c * u, f"c = {cascade_c}"),
+            claim=_one_pass_energy_claim(
+                f32, h1, 2 * u + u * u + cascade_c * u, f"c = {cascade_c}"
+            ),
         ),
         Mutant(
             id="within-u",
@@ -709,4 +782,6 @@ def _fp32_theorem() -> Theorem:
     )
 
 
+FP16 = register(_theorem("FP16", torch.float16))
+BF16 = register(_theorem("BF16", torch.bfloat16))
 FP32 = register(_fp32_theorem())

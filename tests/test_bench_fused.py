@@ -3,9 +3,11 @@
 Identities of :mod:`conserve_verified._fused`: its forward and backward agree
 with the whole-tensor reference expressions of :mod:`conserve_verified._math`
 bit for bit, on one block and across many blocks, for every dtype and for
-trailing multi-dim feature maps -- except the float32 one-pass forward, which
-equals its own expression ``x * (float32(r) / vector_norm(x))`` bitwise and the
-reference within the tolerance table; unsupported layouts return ``None``.
+trailing multi-dim feature maps -- except the one-pass forward (float32,
+float16, bfloat16), which equals its own expression
+``(xa * (float32(r) / vector_norm(xa))).to(dtype)`` (``xa = x.float()``) value for
+value and the reference within the tolerance table; unsupported layouts return
+``None``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from conserve_verified.tolerances import tolerance
 
 
 def _one_pass_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
-    """The one-pass expression: ``x * (float32(r) / ||x||)`` with torch's norm kernel."""
+    """The one-pass expression: ``(xa * (float32(r) / ||xa||)).to(x.dtype)``, ``xa = x.float()``,
+    with torch's norm kernel on the whole float32 tensor."""
     rows = x.numel() // feature_count(x, dims)
-    x2 = x.reshape(rows, -1)
-    nrm = torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
-    return (x2 * (torch.full_like(nrm, math.sqrt(e)) / nrm)).view(x.shape)
+    xa = x.reshape(rows, -1).float()
+    nrm = torch.linalg.vector_norm(xa, 2, -1, keepdim=True)
+    return (xa * (torch.full_like(nrm, math.sqrt(e)) / nrm)).to(x.dtype).view(x.shape)
 
 
 def _path_forward(x: torch.Tensor, e: float, dims: tuple[int, ...]) -> torch.Tensor:
@@ -106,23 +109,40 @@ def test_fused_conserve_autograd_matches_reference_gradient(small_blocks: None) 
     assert torch.equal(grad, _reference_backward(g, y, inv_rho, 3.0, (1,)))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 40, 1023, 8192, 8193])
-def test_fused_one_pass_only_float32_up_to_max_features(n: int) -> None:
-    """float32 rows of ``n <= ONE_PASS_MAX_FEATURES`` take the one-pass kernel, others not."""
+def test_fused_one_pass_only_up_to_max_features(dtype: torch.dtype, n: int) -> None:
+    """float32/float16/bfloat16 rows of ``n <= ONE_PASS_MAX_FEATURES`` take the one-pass
+    kernel, longer ones and float64 the cascade; both within the table."""
     from conserve_verified.tolerances import ONE_PASS_MAX_FEATURES, energy_atol
 
-    x = torch.randn(3, n, generator=torch.Generator().manual_seed(n))
+    x = torch.randn(3, n, generator=torch.Generator().manual_seed(n)).to(dtype)
     out = _fused.forward(x, 2.0, (1,))
     assert out is not None
     if n <= ONE_PASS_MAX_FEATURES:
-        assert _fused.one_pass(torch.float32, n)
+        assert _fused.one_pass(dtype, n)
         assert torch.equal(out[0], _one_pass_forward(x, 2.0, (1,)))
     else:
-        assert not _fused.one_pass(torch.float32, n)
+        assert not _fused.one_pass(dtype, n)
         assert torch.equal(out[0], _reference_forward(x, 2.0, (1,)))
-    assert not _fused.one_pass(torch.float64, n) and not _fused.one_pass(torch.bfloat16, n)
+    assert not _fused.one_pass(torch.float64, n)
     err = ((out[0].double() ** 2).sum(-1) - 2.0).abs().max()
-    assert float(err) <= energy_atol(torch.float32, 2.0, n)
+    assert float(err) <= energy_atol(dtype, 2.0, n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (64, 257), (3, 8192)])
+def test_fused_scale_rows_is_one_float32_product_rounded_once(
+    small_blocks: None, dtype: torch.dtype, shape: tuple[int, int]
+) -> None:
+    """``scale_rows(x, s) == (x.float() * s).to(dtype)`` value for value; ``one_pass_norm``
+    of a half-precision tensor is the norm kernel on its float32 up-conversion."""
+    gen = torch.Generator().manual_seed(shape[1])
+    x = (torch.randn(shape, generator=gen) * 4).to(dtype)
+    s = torch.rand(shape[0], 1, generator=gen) * 3 + 2.0**-10
+    assert torch.equal(_fused.scale_rows(x, s), (x.float() * s).to(dtype))
+    norm = torch.linalg.vector_norm(x.float(), 2, -1, keepdim=True)
+    assert torch.equal(_fused.one_pass_norm(x), norm)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -1,10 +1,10 @@
-"""The one-pass norm kernel's order, its heights and the float32 rows of the tolerance table.
+"""The one-pass norm kernel's order, its heights and the one-pass rows of the tolerance table.
 
 Each test is named after the identity it checks: :func:`lane_fold` explains
 torch's CPU ``vector_norm`` bit for bit (lanes, left fold, sequential tail with
 each tail step fused or not), on one and two threads; the height functions
 agree with the fold and with brute force; the one-pass scale is one rounding
-of ``r`` and one division; and the float32 rows ``ONE_PASS_COEFFICIENTS``
+of ``r`` and one division; and each dtype's rows of ``ONE_PASS_COEFFICIENTS``
 dominate the rounding model's worst case for the heights of every covered
 lane width.
 """
@@ -132,25 +132,31 @@ def test_one_pass_heights_table_dominates_every_lane_width() -> None:
         one_pass_height_bound(ONE_PASS_MAX_FEATURES + 1)
 
 
-def test_one_pass_table_dominates_rounding_model() -> None:
-    """``energy_rtol_for(float32, n)`` covers the one-pass model (2 roundings in the factor)."""
-    u = Fraction(1, 2**24)
-    for (n_max, c), (n_h, h) in zip(ONE_PASS_COEFFICIENTS, ONE_PASS_HEIGHTS, strict=True):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_one_pass_table_dominates_rounding_model(dtype: torch.dtype) -> None:
+    """``energy_rtol_for(dtype, n)`` covers the one-pass model (2 roundings in the factor;
+    float16/bfloat16: exact squares and the rounding to the storage dtype)."""
+    ua = Fraction(1, 2**24)
+    u = Fraction(torch.finfo(dtype).eps) / 2
+    low = dtype != torch.float32
+    rows = ONE_PASS_COEFFICIENTS[dtype]
+    for (n_max, c), (n_h, h) in zip(rows, ONE_PASS_HEIGHTS, strict=True):
         assert n_max == n_h
         derived = energy_error_bound(
             u,
-            u,
+            ua,
             h,
-            squares_exact=False,
-            separate_storage=False,
-            square_underflow=Fraction(1, 2**46),
+            squares_exact=low,
+            separate_storage=low,
+            square_underflow=Fraction(0) if dtype == torch.float16 else Fraction(1, 2**46),
             factor_roundings=2,
         )
-        assert derived <= 2 * u + u * u + c * u, (n_max, float(derived / u))
-        assert c - float(derived / u) < 2  # rounded up, not padded
+        bound = 2 * u + u * u + c * ua
+        assert derived <= bound, (n_max, float((derived - 2 * u - u * u) / ua))
+        assert bound - derived < 2 * ua  # rounded up, not padded
         cascade = next(cc for nn, cc in ACCUMULATION_COEFFICIENTS if n_max <= nn)
         assert c >= cascade  # the fallback (cascade) path is covered too
-        assert energy_rtol_for(torch.float32, n_max) == float(2 * u + u * u + c * u)
+        assert energy_rtol_for(dtype, n_max) == float(bound)
 
 
 def test_one_pass_scale_is_one_rounding_of_r_and_one_division() -> None:
