@@ -31,6 +31,13 @@ setup() {
     echo "[dev.sh] environment ready in $((SECONDS - t0)) s, $(du -sh "$VENV" | cut -f1) on disk" >&2
 }
 
+# The optional native kernel of the one-pass forward: built once per machine (about a
+# minute; kept in ~/.cache/conserve_verified), a no-op afterwards.  Without a C++
+# compiler the operator uses torch's kernels, with the same proved tolerances.
+native() {
+    conserve-verified build-native || echo "[dev.sh] continuing with torch's kernels" >&2
+}
+
 export PATH="$PWD/$VENV/bin:$PATH"
 # Keep BLAS/OpenMP from oversubscribing small machines.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
@@ -38,15 +45,18 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 case "${1:-}" in
     setup)
         setup
+        native
         ;;
     main)
         setup
+        native
         conserve-verified verify --json results/certificate.json
         conserve-verified run all --profile quick --seeds 3 --out results
         conserve-verified report --out results
         ;;
     test)
         setup
+        native
         export CONSERVE_CHECKS=raise
         export CONSERVE_HYPOTHESIS_PROFILE="${CONSERVE_HYPOTHESIS_PROFILE:-ci}"
         ruff check .

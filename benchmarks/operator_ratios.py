@@ -6,6 +6,8 @@ gradient) of:
 
 * ``conserve``: the library operator (fused fast path);
 * ``conserve_reference``: the same operator with the fast path disabled;
+* ``conserve_torch``: the fast path on torch's kernels (the native kernel
+  disabled; forward only -- the backward is the same either way);
 * ``rms_norm``: ``F.rms_norm(x, (n,))``; ``normalize``: ``F.normalize(x, dim=-1)``;
 * ``copy``: ``x.clone()`` (forward only): reads and writes what the forward must;
 * ``*_compiled``: ``conserve``, ``rms_norm`` and ``normalize`` each under
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from conserve_verified import _fused, conserve
+from conserve_verified import _fused, _native, conserve
 
 from ._timing import best_of_rounds
 
@@ -47,6 +49,7 @@ def _ops(n: int) -> dict[str, Op]:
     return {
         "conserve": lambda x: conserve(x, 1.0),
         "conserve_reference": lambda x: conserve(x, 1.0),
+        "conserve_torch": lambda x: conserve(x, 1.0),
         "rms_norm": lambda x: F.rms_norm(x, (n,)),
         "normalize": lambda x: F.normalize(x, dim=-1),
     }
@@ -57,13 +60,18 @@ def _compiled_ops(n: int, backend: str) -> dict[str, Op]:
     return {
         f"{name}_compiled": torch.compile(op, fullgraph=True, dynamic=False, backend=backend)
         for name, op in _ops(n).items()
-        if name != "conserve_reference"
+        if name not in ("conserve_reference", "conserve_torch")
     }
 
 
 def _context(name: str) -> contextlib.AbstractContextManager[None]:
-    """The reference candidate runs (forward and backward) with the fast path disabled."""
-    return _fused.disabled() if name == "conserve_reference" else contextlib.nullcontext()
+    """The reference candidate runs with the fast path disabled, ``conserve_torch`` with the
+    native kernel disabled."""
+    if name == "conserve_reference":
+        return _fused.disabled()
+    if name == "conserve_torch":
+        return _native.disabled()
+    return contextlib.nullcontext()
 
 
 def _fwd(name: str, op: Op, x: torch.Tensor) -> Callable[[], Any]:
@@ -97,7 +105,8 @@ def shape_row(
         candidates[f"{name}.fwd"] = _fwd(name, op, x)
     candidates["copy.fwd"] = x.clone
     for name, op in ops.items():
-        candidates[f"{name}.fwd_bwd"] = _fwd_bwd(name, op, xg, g)
+        if name != "conserve_torch":
+            candidates[f"{name}.fwd_bwd"] = _fwd_bwd(name, op, xg, g)
     t = best_of_rounds(candidates, profile.min_run_time, profile.threads, profile.rounds)
     ms = {k: v["median_ms"] for k, v in t.items()}
     peer_f = min(ms["rms_norm.fwd"], ms["normalize.fwd"])
@@ -114,6 +123,7 @@ def shape_row(
         "timings": t,
         "ratios": {
             "fwd_vs_peer": ms["conserve.fwd"] / peer_f,
+            "fwd_torch_vs_peer": ms["conserve_torch.fwd"] / peer_f,
             "fwd_bwd_vs_peer": ms["conserve.fwd_bwd"] / peer_fb,
             "fwd_vs_rms_norm": ms["conserve.fwd"] / ms["rms_norm.fwd"],
             "fwd_bwd_vs_rms_norm": ms["conserve.fwd_bwd"] / ms["rms_norm.fwd_bwd"],
@@ -143,4 +153,4 @@ def run(profile: Profile) -> dict[str, Any]:
         for dtype in profile.dtype_objects()
         for n in profile.features
     ]
-    return {"rows": rows}
+    return {"rows": rows, "native": _native.status()}

@@ -30,6 +30,14 @@ def _ms(row: dict[str, Any], key: str) -> float:
 def _operator(sec: dict[str, Any]) -> list[str]:
     rows = sec["rows"]
     out = ["## Operator: `conserve` vs `rms_norm`, `normalize` and a copy", ""]
+    native = sec.get("native")
+    if native is not None:
+        state = "in use" if native["active"] else f"not in use ({native['reason']})"
+        out += [
+            f"Native kernel: {state}; flags `{' '.join(native['flags'])}`.  Column "
+            '"torch kernels": the same fast path on torch\'s kernels (native kernel disabled).',
+            "",
+        ]
     out += ["Forward (ms, median of blocks; ratio = conserve / faster peer):", ""]
     out += _table(
         [
@@ -37,11 +45,13 @@ def _operator(sec: dict[str, Any]) -> list[str]:
             "dtype",
             "batch × features",
             "conserve",
+            "torch kernels",
             "reference",
             "rms_norm",
             "normalize",
             "copy",
             "conserve / peer",
+            "torch kernels / peer",
             "bandwidth / copy",
         ],
         [
@@ -50,11 +60,13 @@ def _operator(sec: dict[str, Any]) -> list[str]:
                 r["dtype"],
                 f"{r['batch']} × {r['features']}",
                 _ms(r, "conserve.fwd"),
+                _ms(r, "conserve_torch.fwd"),
                 _ms(r, "conserve_reference.fwd"),
                 _ms(r, "rms_norm.fwd"),
                 _ms(r, "normalize.fwd"),
                 _ms(r, "copy.fwd"),
                 r["ratios"]["fwd_vs_peer"],
+                r["ratios"]["fwd_torch_vs_peer"],
                 r["ratios"]["fwd_bandwidth_vs_copy"],
             ]
             for r in rows

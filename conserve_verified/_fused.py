@@ -35,7 +35,11 @@ one-pass forward (CPU, ``n <= tolerances.ONE_PASS_MAX_FEATURES``)
     kernel (``x`` viewed as ``(1, rows, n)``, one channel per sample, weight
     ``scale``, mean 0, variance 1, eps 0: ``y = x * scale + 0`` in float32,
     rounded once to the storage dtype), so no full-size float32 temporary is
-    written.  Its summation order is not the cascade's, so it is not bitwise
+    written.  Where the optional native kernel is built
+    (:mod:`conserve_verified._native`, ``conserve-verified build-native``), float32
+    and bfloat16 rows take it instead: the same arithmetic in one read of each
+    row from memory, its sum in the lane-fold order with 16 lanes.  Its
+    summation order is not the cascade's, so it is not bitwise
     the reference; its rounding error is derived from its own order and proved
     in theorems ``FP32``, ``FP16`` and ``BF16``, and the one-pass rows of the
     tolerance table come from it (:mod:`conserve_verified.tolerances`).
@@ -78,6 +82,7 @@ from typing import Any
 
 import torch
 
+from . import _native
 from .tolerances import ONE_PASS_DTYPES, ONE_PASS_MAX_FEATURES, tolerance
 
 __all__ = [
@@ -261,10 +266,14 @@ def one_pass_norm(x2: torch.Tensor) -> torch.Tensor:
     """Per-row float32 2-norm of a contiguous CPU ``(rows, n)`` tensor, shaped ``(rows, 1)``.
 
     Identity: ``sqrt`` of :func:`conserve_verified.proof.finite.lane_fold` of the
-    float32 squares (lanes of 8 or 16), rounded once -- torch's one-read norm
-    kernel, on ``x2`` itself (float32) or on its exact float32 up-conversion, one
-    cache-sized block of rows at a time (float16/bfloat16).
+    float32 squares, rounded once: the native kernel's (16 lanes, unfused; float32
+    and bfloat16 when it is built, :mod:`conserve_verified._native`), else torch's
+    one-read norm kernel (8 or 16 lanes) on ``x2`` itself (float32) or on its
+    exact float32 up-conversion, one cache-sized block of rows at a time.
     """
+    native = _native.kernel() if x2.dtype in _native.DTYPES else None
+    if native is not None:
+        return native.norms(x2)
     if x2.dtype == torch.float32:
         return torch.linalg.vector_norm(x2, 2, -1, keepdim=True)
     rows, n = x2.shape
@@ -308,8 +317,13 @@ def _forward_one_pass(x2: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.T
 
     ``scale = float32(r) / nrm`` (one rounding of ``r``, one division), then
     ``y = x * scale`` (one rounding per element in float32; float16/bfloat16: and
-    one rounding to the storage dtype).
+    one rounding to the storage dtype) -- in the native kernel when it is built
+    (one read of ``x`` from memory), else with torch's kernels.
     """
+    native = _native.kernel() if x2.dtype in _native.DTYPES else None
+    if native is not None:
+        y, nrm = native.forward(x2, r)
+        return y, nrm.square_()
     nrm = one_pass_norm(x2)
     scale = torch.div(_root_tensor(r), nrm)
     y = torch.mul(x2, scale) if x2.dtype == torch.float32 else scale_rows(x2, scale)

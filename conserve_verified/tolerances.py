@@ -35,7 +35,9 @@ once for its norm (``torch.linalg.vector_norm``, whose CPU kernel accumulates
 the squares in vector lanes, folds the lanes left to right and adds the tail in
 sequence: :func:`conserve_verified.proof.finite.lane_fold`; float16/bfloat16
 data are up-converted exactly to float32 one cache-sized block at a time and
-the same kernel runs there) and once for ``y = x * (r / ||x||)``, the factor
+the same kernel runs there; where the optional native kernel is built,
+float32/bfloat16 rows take it instead, :mod:`conserve_verified._native`, with
+the same fold over 16 lanes) and once for ``y = x * (r / ||x||)``, the factor
 computed by one division.  Its summation height is
 ``(n // L - 1) + (L - 1) + n mod L`` for ``L`` lanes (ATen's
 ``Vectorized<float>`` width: 8 or 16 by build and CPU; 8 for torch 2.13 on the

@@ -57,15 +57,18 @@ path's ``c = 48`` for ``n <= 1024`` (refuted: the one-pass order's height is
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from fractions import Fraction
 from functools import lru_cache
 
 import torch
 import z3
 
-from conserve_verified import conserve
+from conserve_verified import _native, conserve
 from conserve_verified._math import _fast_sum_squares, _needs_wide
 from conserve_verified.proof import (
     Mutant,
@@ -173,8 +176,28 @@ def _adversarial_batch(dtype: torch.dtype) -> Iterator[Batch]:
     yield Batch(f"adversarial n={n}", e, n, [err], lambda i: row)
 
 
+def _paths(dtype: torch.dtype) -> list[tuple[str, Callable[[], AbstractContextManager[None]]]]:
+    """The CPU code paths of ``dtype`` here: the native kernel where it runs, torch's kernels."""
+    torch_kernels = ("torch kernels", _native.disabled)
+    if _native.handles(dtype):
+        return [("native kernel", contextlib.nullcontext), torch_kernels]
+    return [torch_kernels]
+
+
+def _on_each_path(dtype: torch.dtype, batches: Callable[[], Iterator[Batch]]) -> Iterator[Batch]:
+    """``batches()`` measured on each code path of :func:`_paths`, labelled with the path."""
+    for name, context in _paths(dtype):
+        with context():
+            for batch in batches():
+                yield dataclasses.replace(batch, label=f"{batch.label}, {name}")
+
+
 def _batches(dtype: torch.dtype) -> Iterator[Batch]:
-    """The enumerated inputs with their measured errors; see the module docstring."""
+    """The enumerated inputs with their measured errors on each code path (module docstring)."""
+    return _on_each_path(dtype, lambda: _path_batches(dtype))
+
+
+def _path_batches(dtype: torch.dtype) -> Iterator[Batch]:
     values = _all_values(dtype)
     energies = _energies(dtype)
     for e in energies:
@@ -491,8 +514,9 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
         name=f"{name} energy error within the tolerance table",
         statement=(
             f"For {name} input of length n <= 2^20 on CPU, conserve(x, E) (the exact squares "
-            f"summed in float32 -- for n <= {ONE_PASS_MAX_FEATURES} by the one-pass norm kernel "
-            "on the up-converted block, scale = r / norm by one division; above, in torch's "
+            f"summed in float32 -- for n <= {ONE_PASS_MAX_FEATURES} in the lane-fold order "
+            "(torch's norm kernel on the up-converted block or, bfloat16 where it is built, "
+            "the native kernel), scale = r / norm by one division; above, in torch's "
             f"cascade order with scale = rsqrt * r -- and one rounding to {name}) returns "
             f"energy E within the table's energy_rtol(n) = 2u + u^2 + c(n) u_acc ({table_text}; "
             f"u = 2^-{_BITS[dtype]}, u_acc = 2^-24) for normal outputs: derived in the solvers "
@@ -508,13 +532,16 @@ def _theorem(tid: str, dtype: torch.dtype) -> Theorem:
             f"n <= {ONE_PASS_MAX_FEATURES}: torch's CPU 2-norm kernel on the float32 block "
             "(8 or 16 float lanes; tests/test_proof_one_pass.py checks the order bit for bit), "
             "and the eval-mode batch-norm kernel computing x * scale in float32, rounded once "
-            "to the storage dtype (checked value for value in tests/test_bench_fused.py)",
+            "to the storage dtype (checked value for value in tests/test_bench_fused.py); "
+            "bfloat16 where the native kernel is built: its lane fold of 16 lanes and its "
+            "rounding to bfloat16 (tests/test_native.py, bit for bit)",
             "round-to-nearest in float32 and in the storage dtype; torch's CPU rsqrt is 1/sqrt "
             "(checked bit for bit in tests/test_proof_finite.py)",
             "the model covers the fast path with normal outputs; subnormal outputs (the absolute "
             "terms of energy_atol) and the float64 wide path are covered by the enumeration of "
             "the enumerated inputs only",
-            "enumeration: the CPU code path of this checkout",
+            "enumeration: the CPU code paths of this checkout (the native kernel where it is "
+            "built, and torch's kernels)",
         ),
         claim=all_of(
             *models,
@@ -558,7 +585,12 @@ def _fp32_first_values() -> torch.Tensor:
 
 
 def _fp32_batches() -> Iterator[Batch]:
-    """n = 1: every float32 in [1, 2) at three energies; n = 2: the strided set, two energies."""
+    """n = 1: every float32 in [1, 2) at three energies; n = 2: the strided set, two energies
+    (on each code path)."""
+    return _on_each_path(torch.float32, _fp32_path_batches)
+
+
+def _fp32_path_batches() -> Iterator[Batch]:
     x1 = _fp32_first_values()
     energies = _energies(torch.float32)
     for e in energies:
@@ -741,9 +773,10 @@ def _fp32_theorem() -> Theorem:
         name="float32 one-pass energy error within the tolerance table",
         statement=(
             f"For float32 input of length n <= {ONE_PASS_MAX_FEATURES} on CPU, conserve(x, E) "
-            "(the one-pass path: the norm by torch's one-read kernel -- squares in 8 or 16 "
-            "vector lanes, lanes folded, tail added in sequence -- then scale = r / norm by one "
-            "division and y = x * scale) returns energy E within the table's energy_rtol(n) = "
+            "(the one-pass path: the norm by torch's one-read kernel or, where it is built, "
+            "the native kernel -- squares in 8 or 16 vector lanes, lanes folded, tail added in "
+            "sequence -- then scale = r / norm by one division and y = x * scale) returns "
+            "energy E within the table's energy_rtol(n) = "
             f"2u + u^2 + c(n) u ({table_text}; u = 2^-24) for normal outputs: derived in the "
             "solvers from one rounding variable per operation of the implemented algorithm, "
             "and checked on the implementation with the subnormal terms of energy_atol by "
@@ -755,12 +788,14 @@ def _fp32_theorem() -> Theorem:
             f"n <= {ONE_PASS_MAX_FEATURES} features; torch's CPU 2-norm kernel "
             "(ReduceOpsKernel.cpp, binary_kernel_reduce_lastdim: one thread per row) with 8 or "
             "16 float lanes (tests/test_proof_one_pass.py checks that its order explains the "
-            "installed torch's results bit for bit, each tail step fused or not)",
+            "installed torch's results bit for bit, each tail step fused or not); the native "
+            "kernel where it is built: 16 lanes, unfused (tests/test_native.py, bit for bit)",
             "round-to-nearest in float32; the kernel's sqrt is correctly rounded",
             "the model covers the one-pass path with normal outputs; subnormal outputs (the "
             "absolute terms of energy_atol) and the wide path are covered by the enumeration "
             "of the enumerated inputs only",
-            "enumeration: the CPU code path of this checkout",
+            "enumeration: the CPU code paths of this checkout (the native kernel where it is "
+            "built, and torch's kernels)",
         ),
         claim=all_of(
             *models,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conserve_verified import InvalidArgument, conserve
+from conserve_verified import InvalidArgument, _native, conserve
 from conserve_verified.proof.finite import (
     energy_error_bound,
     lane_fold,
@@ -167,7 +167,8 @@ def test_one_pass_scale_is_one_rounding_of_r_and_one_division() -> None:
         r = math.sqrt(e)
         scale = torch.full_like(nrm, r).div_(nrm).numpy()
         assert np.array_equal(scale, f32(r) / nrm.numpy())
-        y = conserve(torch.from_numpy(x), e).numpy()
+        with _native.disabled():  # torch's kernels (the native kernel: tests/test_native.py)
+            y = conserve(torch.from_numpy(x), e).numpy()
         assert np.array_equal(y, x * scale), e
 
 

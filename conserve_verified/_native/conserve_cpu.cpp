@@ -1,0 +1,150 @@
+// One-pass CPU forward of the conservation operator, for float32 and bfloat16 rows.
+//
+// For each contiguous row x of n elements (rows in parallel, each row by one thread):
+//
+//   ss    = sum of float32(x_i)^2 in the lane-fold order: element i goes to lane
+//           i mod 16, the 16 lanes are folded left to right, the n mod 16 tail
+//           elements are added one by one; every square and every addition is
+//           rounded to float32 (built with -ffp-contract=off: no fused
+//           multiply-add).  This is conserve_verified.proof.finite.lane_fold with
+//           16 lanes and unfused tail steps, whose heights the tolerance table's
+//           one-pass rows cover (ONE_PASS_HEIGHTS, lanes 8 and 16).
+//   norm  = sqrt(ss), correctly rounded;
+//   scale = float32(r) / norm, one division;
+//   y_i   = x_i * scale rounded to float32 (bfloat16: then rounded to nearest even
+//           bfloat16 -- the value torch's .to(torch.bfloat16) gives).
+//
+// x is read once from memory for the sum and once more (from cache) for y.  Rows
+// that are not finite, zero or tiny give meaningless y: the caller checks norm and
+// recomputes such inputs on its reference path.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+
+namespace {
+
+constexpr int64_t kLanes = 16;
+
+inline float to_float(float v) { return v; }
+
+inline float to_float(c10::BFloat16 v) {
+  const uint32_t bits = static_cast<uint32_t>(v.x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline void store(float* out, float v) { *out = v; }
+
+inline void store(c10::BFloat16* out, float v) {
+  // round to nearest, ties to even (finite values)
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits += 0x7FFFu + ((bits >> 16) & 1u);
+  out->x = static_cast<uint16_t>(bits >> 16);
+}
+
+template <typename T>
+inline float sum_squares(const T* x, int64_t n) {
+  const int64_t vectors = n / kLanes;
+  float total = 0.0f;
+  bool started = false;
+  if (vectors > 0) {
+    float acc[kLanes];
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float v = to_float(x[j]);
+      acc[j] = v * v;
+    }
+    for (int64_t b = 1; b < vectors; ++b) {
+      const T* p = x + b * kLanes;
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const float v = to_float(p[j]);
+        const float sq = v * v;
+        acc[j] = acc[j] + sq;
+      }
+    }
+    total = acc[0];
+    for (int64_t j = 1; j < kLanes; ++j) total = total + acc[j];
+    started = true;
+  }
+  for (int64_t i = vectors * kLanes; i < n; ++i) {
+    const float v = to_float(x[i]);
+    const float sq = v * v;
+    total = started ? total + sq : sq;
+    started = true;
+  }
+  return total;
+}
+
+inline int64_t grain(int64_t n) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1)); }
+
+template <typename T>
+void forward_rows(const T* x, T* y, float* nrm, int64_t rows, int64_t n, float r) {
+  at::parallel_for(0, rows, grain(n), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const T* xr = x + row * n;
+      T* yr = y + row * n;
+      const float norm = std::sqrt(sum_squares(xr, n));
+      const float scale = r / norm;
+      nrm[row] = norm;
+      for (int64_t i = 0; i < n; ++i) store(yr + i, to_float(xr[i]) * scale);
+    }
+  });
+}
+
+template <typename T>
+void norm_rows(const T* x, float* nrm, int64_t rows, int64_t n) {
+  at::parallel_for(0, rows, grain(n), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) nrm[row] = std::sqrt(sum_squares(x + row * n, n));
+  });
+}
+
+void check_rows(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.device().is_cpu(),
+              "x must be a contiguous 2-d CPU tensor");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+              "x must be float32 or bfloat16");
+}
+
+}  // namespace
+
+// (y, norm): y = x * (float32(r) / norm) per row, norm shaped (rows, 1), float32.
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, double r) {
+  check_rows(x);
+  const int64_t rows = x.size(0), n = x.size(1);
+  at::Tensor y = at::empty_like(x);
+  at::Tensor nrm = at::empty({rows, 1}, x.options().dtype(at::kFloat));
+  const float r32 = static_cast<float>(r);
+  if (x.scalar_type() == at::kFloat) {
+    forward_rows(x.data_ptr<float>(), y.data_ptr<float>(), nrm.data_ptr<float>(), rows, n, r32);
+  } else {
+    forward_rows(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(),
+                 nrm.data_ptr<float>(), rows, n, r32);
+  }
+  return {y, nrm};
+}
+
+// norm per row, shaped (rows, 1), float32: the forward's norm without y.
+at::Tensor norms(const at::Tensor& x) {
+  check_rows(x);
+  const int64_t rows = x.size(0), n = x.size(1);
+  at::Tensor nrm = at::empty({rows, 1}, x.options().dtype(at::kFloat));
+  if (x.scalar_type() == at::kFloat) {
+    norm_rows(x.data_ptr<float>(), nrm.data_ptr<float>(), rows, n);
+  } else {
+    norm_rows(x.data_ptr<c10::BFloat16>(), nrm.data_ptr<float>(), rows, n);
+  }
+  return nrm;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "one-pass forward: (y, norm)");
+  m.def("norms", &norms, "one-pass norms of the rows");
+  m.attr("LANES") = kLanes;
+}

@@ -1,0 +1,153 @@
+"""The native one-pass kernel computes the documented arithmetic in the modelled order.
+
+Identities of :mod:`conserve_verified._native` (each test is named after one):
+the kernel's norms are :func:`~conserve_verified.proof.finite.lane_fold_norms` with
+16 lanes bit for bit (one and two threads), its output is
+``(x.float() * (float32(r) / norm)).to(dtype)``, ``conserve`` takes it when it
+is built and torch's kernels when it is off, and its heights are inside the
+tolerance table's one-pass rows.  The loader never compiles: a missing build
+is reported, a bad ``CONSERVE_NATIVE`` is a typed error.  The kernel tests need
+the kernel built (``conserve-verified build-native``, which ``dev.sh`` runs) and
+are skipped, with the reason, where it cannot be.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conserve_verified import InvalidArgument, _fused, _native, conserve
+from conserve_verified.proof.finite import lane_fold, lane_fold_height, lane_fold_norms
+from conserve_verified.tolerances import ONE_PASS_HEIGHTS, ONE_PASS_LANES, energy_atol
+
+LENGTHS = [1, 2, 15, 16, 17, 31, 33, 100, 255, 256, 1000, 1024, 4097, 8191, 8192]
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Any:
+    k = _native.kernel()
+    if k is None:
+        pytest.skip(f"native kernel not in use: {_native.status()['reason']}")
+    return k
+
+
+def _rows(n: int, count: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((count, n)) * 10.0 ** rng.integers(-3, 4, (count, n))
+    return torch.from_numpy(a.astype(np.float32))
+
+
+def test_lane_fold_norms_equals_lane_fold_per_row() -> None:
+    f32 = np.float32
+    for n in (1, 3, 16, 17, 40):
+        rows = _rows(n, 4, n).numpy()
+        got = lane_fold_norms(rows, 16)
+        for r, g in zip(rows, got, strict=True):
+            total = lane_fold(n, 16, lambda i, r=r: f32(r[i] * r[i]), lambda a, b: f32(a + b))
+            assert f32(np.sqrt(total)) == g, n
+
+
+def test_lane_fold_norms_rejects_bad_shapes_naming_rows() -> None:
+    with pytest.raises(InvalidArgument, match="rows"):
+        lane_fold_norms(np.zeros((3, 0), dtype=np.float32), 16)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_native_norms_are_lane_fold_16_bitwise(kernel: Any, n: int, threads: int) -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = _rows(n, 7, n + threads)
+        got = kernel.norms(x)
+    finally:
+        torch.set_num_threads(previous)
+    assert _native.LANES == 16 == kernel.LANES
+    assert np.array_equal(got[:, 0].numpy(), lane_fold_norms(x.numpy(), 16))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 17, 256, 8192])
+def test_native_forward_is_one_product_rounded_once(
+    kernel: Any, dtype: torch.dtype, n: int
+) -> None:
+    x = (_rows(n, 5, 3 * n) * 0.5).to(dtype)
+    for e in (1.0, 2.5, 1e-6):
+        y, nrm = kernel.forward(x, math.sqrt(e))
+        xa = x.float()
+        assert np.array_equal(nrm[:, 0].numpy(), lane_fold_norms(xa.numpy(), 16))
+        scale = torch.tensor(math.sqrt(e), dtype=torch.float32) / nrm
+        assert torch.equal(y, (xa * scale).to(dtype)), (n, e)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_conserve_takes_native_kernel_when_built_and_torch_kernels_when_off(
+    kernel: Any, dtype: torch.dtype
+) -> None:
+    x = _rows(300, 6, 1).to(dtype)
+    y_native = conserve(x, 2.0)
+    y, _ = kernel.forward(x, math.sqrt(2.0))
+    assert torch.equal(y_native, y)
+    with _native.disabled():
+        assert _native.kernel() is None and not _native.handles(dtype)
+        y_torch = conserve(x, 2.0)
+        out = _fused.forward(x, 2.0, (1,))
+        assert out is not None and torch.equal(out[0], y_torch)
+    for out in (y_native, y_torch):
+        err = ((out.double() ** 2).sum(-1) - 2.0).abs().max()
+        assert float(err) <= energy_atol(dtype, 2.0, 300)
+
+
+def test_native_kernel_float16_keeps_torch_kernels(kernel: Any) -> None:
+    assert not _native.handles(torch.float16)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        kernel.forward(torch.ones(2, 3, dtype=torch.float16), 1.0)
+
+
+def test_native_lanes_are_covered_by_the_one_pass_heights() -> None:
+    assert _native.LANES in ONE_PASS_LANES
+    for n_max, h in ONE_PASS_HEIGHTS:
+        assert max(lane_fold_height(n, _native.LANES) for n in range(1, n_max + 1)) <= h
+
+
+def test_native_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSERVE_NATIVE", "off")
+    assert _native.kernel() is None
+    assert _native.status() == {
+        "active": False,
+        "path": str(_native.build_dir() / f"{_native._name()}.so"),
+        "flags": _native.flags(),
+        "reason": "CONSERVE_NATIVE=off",
+    }
+
+
+def test_native_bad_environment_value_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSERVE_NATIVE", "sometimes")
+    with pytest.raises(InvalidArgument, match=r"CONSERVE_NATIVE.*sometimes"):
+        _native.kernel()
+
+
+def test_native_kernel_missing_build_is_reported_not_compiled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("CONSERVE_NATIVE_DIR", str(tmp_path))
+    assert _native.kernel() is None
+    st = _native.status()
+    assert not st["active"] and "not built" in st["reason"] and "build-native" in st["reason"]
+    assert not _native.build_dir().exists()  # looking did not start a build
+    # torch's kernels serve the operator meanwhile
+    x = _rows(64, 3, 5)
+    out = _fused.forward(x, 1.0, (1,))
+    assert out is not None and torch.equal(conserve(x, 1.0), out[0])
+
+
+def test_native_flags_never_contract_and_follow_cpu_capability() -> None:
+    flags = _native.flags()
+    assert "-ffp-contract=off" in flags and "-O3" in flags
+    wide = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    assert ("-mavx2" in flags) == wide
