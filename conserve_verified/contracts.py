@@ -171,13 +171,14 @@ def _screen_passes(
     (:func:`_fused.one_pass_norm`; float16/bfloat16 up-converted exactly, block by
     block), ``nrm = sqrt(S (1 + theta))(1 + d_sqrt)`` with ``|theta| <= gamma_{h1+1}``
     (``gamma_{h1}`` for the exact squares of float16/bfloat16 data),
-    ``h1 = one_pass_height_bound(n)``, so ``|s32 - S| <= gamma_{h1+3} S`` and the
-    same test holds with ``h = h1 + 2``.
+    ``h1 = one_pass_height(n)`` (the kernel's height for exactly ``n`` terms, over
+    its lane widths), so ``|s32 - S| <= gamma_{h1+3} S`` and the same test holds
+    with ``h = h1 + 2``.
     Returns ``False`` (undecided: measure in float64) for other layouts and
     dtypes, NaN or Inf.
     """
     from . import _fused  # local: _fused is the operator's kernel module
-    from .tolerances import one_pass_height_bound, summation_height_bound
+    from .tolerances import one_pass_height, summation_height_bound
 
     shape = _fused.rows_view(y, dims)
     if (
@@ -191,7 +192,7 @@ def _screen_passes(
     ua = 2.0**-24
     if _fused.one_pass(y.dtype, n):
         s32 = _fused.one_pass_norm(y.view(rows, n)).double().square_()
-        h = one_pass_height_bound(n) + 3
+        h = one_pass_height(n) + 3
     else:
         s32 = _fused.sum_squares(y.view(rows, n)).double()
         h = summation_height_bound(n) + 1

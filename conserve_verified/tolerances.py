@@ -111,6 +111,7 @@ __all__ = [
     "accumulation_dtype",
     "energy_atol",
     "energy_rtol_for",
+    "one_pass_height",
     "one_pass_height_bound",
     "summation_height_bound",
     "tolerance",
@@ -292,6 +293,21 @@ def summation_height_bound(n: int) -> int:
     lanes 4, 8 and 16 (checked in ``tests/test_proof_finite.py``).
     """
     return _row(SUMMATION_HEIGHTS, n, "the summation height is derived for")
+
+
+def one_pass_height(n: int) -> int:
+    """Most additions any square takes in the one-pass norm kernel for exactly ``n`` terms.
+
+    Identity: ``== max(conserve_verified.proof.finite.lane_fold_height(n, lanes))`` over
+    :data:`ONE_PASS_LANES`, i.e. ``n - 1`` below one vector, else
+    ``n // L + L - 2 + n mod L``; at most :func:`one_pass_height_bound` (checked in
+    ``tests/test_proof_one_pass.py``).  The runtime check's screen uses it for the
+    length it measures.
+    """
+    _row(ONE_PASS_HEIGHTS, n, "the one-pass height is derived for")
+    return max(
+        n - 1 if n < lanes else n // lanes + lanes - 2 + n % lanes for lanes in ONE_PASS_LANES
+    )
 
 
 def one_pass_height_bound(n: int) -> int:

@@ -34,6 +34,7 @@ from conserve_verified.tolerances import (
     ONE_PASS_LANES,
     ONE_PASS_MAX_FEATURES,
     energy_rtol_for,
+    one_pass_height,
     one_pass_height_bound,
 )
 
@@ -121,6 +122,15 @@ def test_max_lane_fold_height_equals_brute_force_maximum() -> None:
         for n in range(1, 1100):
             best = max(best, lane_fold_height(n, lanes))
             assert max_lane_fold_height(n, lanes) == best, (n, lanes)
+
+
+def test_one_pass_height_is_the_largest_lane_fold_height_of_n_terms() -> None:
+    for n in [*range(1, 300), 1023, 1024, 1025, 4096, 8191, ONE_PASS_MAX_FEATURES]:
+        h = one_pass_height(n)
+        assert h == max(lane_fold_height(n, lanes) for lanes in ONE_PASS_LANES), n
+        assert h <= one_pass_height_bound(n)
+    with pytest.raises(InvalidArgument, match="n"):
+        one_pass_height(ONE_PASS_MAX_FEATURES + 1)
 
 
 def test_one_pass_heights_table_dominates_every_lane_width() -> None:
