@@ -173,11 +173,15 @@ def _screen_passes(
     (``gamma_{h1}`` for the exact squares of float16/bfloat16 data),
     ``h1 = one_pass_height(n)`` (the kernel's height for exactly ``n`` terms, over
     its lane widths), so ``|s32 - S| <= gamma_{h1+3} S`` and the same test holds
-    with ``h = h1 + 2``.
+    with ``h = h1 + 2``.  Where the native kernel is built (float32/bfloat16),
+    the sums are taken in float64 in one read instead
+    (:mod:`conserve_verified._native` ``energies``: exact squares, at most
+    ``n - 1`` roundings of ``2**-53``), so ``|s - S| <= gamma_n(2**-53) S`` and
+    the screen decides every sample the float64 measurement would.
     Returns ``False`` (undecided: measure in float64) for other layouts and
     dtypes, NaN or Inf.
     """
-    from . import _fused  # local: _fused is the operator's kernel module
+    from . import _fused, _native  # local: the operator's kernel modules
     from .tolerances import one_pass_height, summation_height_bound
 
     shape = _fused.rows_view(y, dims)
@@ -189,13 +193,16 @@ def _screen_passes(
     ):
         return False
     rows, _ = shape
-    ua = 2.0**-24
-    if _fused.one_pass(y.dtype, n):
+    native = _native.kernel() if y.dtype in _native.DTYPES else None
+    if native is not None:
+        s32 = native.energies(y.view(rows, n))
+        h, ua = n, 2.0**-53
+    elif _fused.one_pass(y.dtype, n):
         s32 = _fused.one_pass_norm(y.view(rows, n)).double().square_()
-        h = one_pass_height(n) + 3
+        h, ua = one_pass_height(n) + 3, 2.0**-24
     else:
         s32 = _fused.sum_squares(y.view(rows, n)).double()
-        h = summation_height_bound(n) + 1
+        h, ua = summation_height_bound(n) + 1, 2.0**-24
     g = h * ua / (1 - h * ua)
     # |s32 - E| <= atol - (g / (1 - g) + 2**-50) s32 - n 2**-149 - 2**-50 E for every
     # sample, as one maximum: max(|s32 - E| + k s32) <= atol - n 2**-149 - 2**-50 E.

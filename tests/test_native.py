@@ -151,3 +151,17 @@ def test_native_flags_never_contract_and_follow_cpu_capability() -> None:
     assert "-ffp-contract=off" in flags and "-O3" in flags
     wide = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     assert ("-mavx2" in flags) == wide
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 513, 8192])
+def test_native_energies_are_float64_sums_within_gamma_n(
+    kernel: Any, dtype: torch.dtype, n: int
+) -> None:
+    """``energies(x)`` = the float64 sum of the exact squares, within ``gamma_n(2**-53)``."""
+    x = _rows(n, 9, 11 * n).to(dtype)
+    got = kernel.energies(x)[:, 0]
+    exact = (x.double() ** 2).sum(-1)
+    assert got.dtype == torch.float64
+    g = n * 2.0**-53 / (1 - n * 2.0**-53)
+    assert bool(((got - exact).abs() <= 2 * g * exact).all())
