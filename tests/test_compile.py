@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -140,3 +141,28 @@ def test_compiled_contract_mode_read_at_run_time(mode: contracts.CheckMode) -> N
             compiled(x)
     contract_warnings = [w for w in caught if issubclass(w.category, ContractWarning)]
     assert len(contract_warnings) == (1 if mode == "warn" else 0)
+
+
+def test_compiled_inference_uses_the_inference_op_and_gradients_the_autograd_op() -> None:
+    """No gradient and no dead count: the op without an autograd formula (less per-call
+    work); an input that requires grad, or ``zero="uniform"``: the autograd-aware op."""
+    seen: list[str] = []
+
+    def record(gm: torch.fx.GraphModule, _inputs: list[torch.Tensor]) -> Callable[..., Any]:
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    f = torch.compile(_conserve4, fullgraph=True, backend=record)
+    x = torch.randn(3, 5)
+    assert torch.equal(f(x), _conserve4(x))
+    assert any("conserve_inference" in t for t in seen) and not any(
+        t.endswith("conserve_verified.conserve.default") for t in seen
+    )
+    seen.clear()
+    xg = x.clone().requires_grad_(True)
+    assert torch.equal(f(xg), _conserve4(xg))
+    assert any(t.endswith("conserve_verified.conserve.default") for t in seen), seen
+    seen.clear()
+    u = torch.compile(lambda t: conserve(t, 1.0, zero="uniform"), fullgraph=True, backend=record)
+    u(torch.zeros(2, 4))
+    assert any(t.endswith("conserve_verified.conserve.default") for t in seen), seen
