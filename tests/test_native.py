@@ -165,3 +165,46 @@ def test_native_energies_are_float64_sums_within_gamma_n(
     assert got.dtype == torch.float64
     g = n * 2.0**-53 / (1 - n * 2.0**-53)
     assert bool(((got - exact).abs() <= 2 * g * exact).all())
+
+
+def test_build_native_check_reports_off_and_missing_builds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conserve_verified.cli import main
+
+    monkeypatch.setenv("CONSERVE_NATIVE", "off")
+    assert main(["build-native", "--check"]) == 1
+    assert "CONSERVE_NATIVE=off" in capsys.readouterr().out
+    monkeypatch.setenv("CONSERVE_NATIVE", "auto")
+    monkeypatch.setenv("CONSERVE_NATIVE_DIR", str(tmp_path))
+    assert main(["build-native", "--check"]) == 1
+    assert "not built" in capsys.readouterr().out
+
+
+def test_build_native_failure_is_reported_with_the_fallback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No compiler: exit 1, the reason's first line, and torch's kernels serve the operator."""
+    from conserve_verified.cli import main
+
+    def no_compiler(verbose: bool = False) -> Any:
+        raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
+
+    monkeypatch.setenv("CONSERVE_NATIVE_DIR", str(tmp_path))
+    monkeypatch.setattr(_native, "build", no_compiler)
+    assert main(["build-native"]) == 1
+    out = capsys.readouterr().out
+    assert "not built (Ninja is required to load C++ extensions)" in out
+    assert "torch's kernels" in out and "more detail" not in out
+    assert _native.kernel() is None
+
+
+def test_build_native_is_a_no_op_when_built(
+    kernel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conserve_verified.cli import main
+
+    assert main(["build-native"]) == 0
+    assert f"built ({_native.build_dir()})" in capsys.readouterr().out
+    assert main(["build-native", "--check"]) == 0
+    assert "in use" in capsys.readouterr().out
