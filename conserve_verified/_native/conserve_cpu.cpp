@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <type_traits>
 
 namespace {
 
@@ -141,6 +142,16 @@ void check_rows(const at::Tensor& x) {
               "x must be float32 or bfloat16");
 }
 
+// f(typed pointer to x's data): float32 or bfloat16 (check_rows has run).
+template <typename F>
+void with_data(const at::Tensor& x, F&& f) {
+  if (x.scalar_type() == at::kFloat) {
+    f(x.data_ptr<float>());
+  } else {
+    f(x.data_ptr<c10::BFloat16>());
+  }
+}
+
 }  // namespace
 
 // (y, norm): y = x * (float32(r) / norm) per row, norm shaped (rows, 1), float32.
@@ -150,38 +161,26 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, double r) {
   at::Tensor y = at::empty_like(x);
   at::Tensor nrm = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   const float r32 = static_cast<float>(r);
-  if (x.scalar_type() == at::kFloat) {
-    forward_rows(x.data_ptr<float>(), y.data_ptr<float>(), nrm.data_ptr<float>(), rows, n, r32);
-  } else {
-    forward_rows(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(),
-                 nrm.data_ptr<float>(), rows, n, r32);
-  }
+  with_data(x, [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    forward_rows(p, y.data_ptr<T>(), nrm.data_ptr<float>(), rows, n, r32);
+  });
   return {y, nrm};
 }
 
 // norm per row, shaped (rows, 1), float32: the forward's norm without y.
 at::Tensor norms(const at::Tensor& x) {
   check_rows(x);
-  const int64_t rows = x.size(0), n = x.size(1);
-  at::Tensor nrm = at::empty({rows, 1}, x.options().dtype(at::kFloat));
-  if (x.scalar_type() == at::kFloat) {
-    norm_rows(x.data_ptr<float>(), nrm.data_ptr<float>(), rows, n);
-  } else {
-    norm_rows(x.data_ptr<c10::BFloat16>(), nrm.data_ptr<float>(), rows, n);
-  }
+  at::Tensor nrm = at::empty({x.size(0), 1}, x.options().dtype(at::kFloat));
+  with_data(x, [&](auto* p) { norm_rows(p, nrm.data_ptr<float>(), x.size(0), x.size(1)); });
   return nrm;
 }
 
 // sum of squares per row in float64, shaped (rows, 1): the energy check's measurement.
 at::Tensor energies(const at::Tensor& x) {
   check_rows(x);
-  const int64_t rows = x.size(0), n = x.size(1);
-  at::Tensor out = at::empty({rows, 1}, x.options().dtype(at::kDouble));
-  if (x.scalar_type() == at::kFloat) {
-    energy_rows(x.data_ptr<float>(), out.data_ptr<double>(), rows, n);
-  } else {
-    energy_rows(x.data_ptr<c10::BFloat16>(), out.data_ptr<double>(), rows, n);
-  }
+  at::Tensor out = at::empty({x.size(0), 1}, x.options().dtype(at::kDouble));
+  with_data(x, [&](auto* p) { energy_rows(p, out.data_ptr<double>(), x.size(0), x.size(1)); });
   return out;
 }
 
