@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from conserve_verified import _native
 from conserve_verified.cli import main
 from conserve_verified.runner import ResultStore, RunContext, discover, run_grid
 from conserve_verified.runner.execute import (
@@ -70,6 +71,9 @@ def test_same_seeded_cells_give_identical_records_on_every_backend(
     for rec in ResultStore(tmp_path / "workers=2").records():
         assert rec["metrics"]["threads"] == CELL_THREADS == rec["runtime"]["torch_threads"]
         assert rec["runtime"]["torch"] == torch.__version__ and rec["runtime"]["host"]
+        native = _native.status()
+        expected = " ".join(native["flags"]) if native["active"] else None
+        assert rec["runtime"]["native_kernel"] == expected  # which forward kernel ran
 
 
 def test_ray_local_mode_gives_the_same_records(

@@ -105,12 +105,17 @@ def progress_enabled() -> bool:
 
 
 def runtime_info() -> dict[str, Any]:
-    """Where and how a cell ran: torch threads, torch version, host, Python version."""
+    """Where and how a cell ran: torch threads, torch version, host, Python version, and
+    whether the operator's native kernel ran (``native_kernel``; its flags when it did)."""
+    from .. import _native  # local: the runner does not need the kernel to import
+
+    native = _native.status()
     return {
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "host": socket.gethostname(),
         "python": platform.python_version(),
+        "native_kernel": " ".join(native["flags"]) if native["active"] else None,
     }
 
 
