@@ -150,7 +150,9 @@ def rows_view(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[int, int] | None:
     elif dims != tuple(range(x.ndim - k, x.ndim)):
         return None
     else:
-        n = math.prod(x.shape[d] for d in dims)
+        n = 1
+        for d in dims:  # a plain loop (no generator), so torch.compile traces it
+            n *= x.shape[d]
     if n == 0:
         return None
     return x.numel() // n, n

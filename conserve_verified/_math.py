@@ -38,9 +38,9 @@ from typing import Any, Literal
 
 import torch
 
-from . import _fused
+from . import _fused, _native
 from .errors import InvalidArgument, InvalidArgumentType, summary
-from .tolerances import TOLERANCES, tolerance
+from .tolerances import ONE_PASS_MAX_FEATURES, TOLERANCES, tolerance
 
 __all__ = [
     "ZeroPolicy",
@@ -555,6 +555,28 @@ def _dead(inv_rho: torch.Tensor, zero: ZeroPolicy) -> torch.Tensor | None:
     return (inv_rho == 0).sum() if zero == "uniform" else None
 
 
+def _compiled_inference(
+    x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
+) -> torch.Tensor:
+    """The inference op a compiled graph records: the native kernel's C++ op where it runs
+    this input's dtype and length (no Python kernel per call; unsafe inputs go to
+    :func:`_conserve_inference` from inside it), else the Python-kernel op."""
+    shape = _fused.rows_view(x, dims)
+    if (
+        shape is not None
+        and x.device.type == "cpu"
+        and _fused.one_pass(x.dtype, shape[1])
+        and _native.handles_when_traced(x.dtype)
+    ):
+        acc = tolerance(x.dtype).accumulation
+        n = shape[1]
+        lo, hi = _underflow_threshold(acc, n), _RANGE[acc][1]
+        return torch.ops.conserve_native.infer.default(
+            x, e, list(dims), zero, lo, hi, ONE_PASS_MAX_FEATURES
+        )
+    return torch.ops.conserve_verified.conserve_inference.default(x, e, list(dims), zero)
+
+
 def _apply(
     x: torch.Tensor, energy: float, dim: int | Sequence[int], zero: ZeroPolicy
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -567,8 +589,7 @@ def _apply(
         return x.clone(), None
     if torch.compiler.is_compiling():
         if zero != "uniform" and not (x.requires_grad and torch.is_grad_enabled()):
-            op = torch.ops.conserve_verified.conserve_inference.default
-            return op(x, e, list(dims), zero), None
+            return _compiled_inference(x, e, dims, zero), None
         y, inv, _ = _conserve_op(x, e, list(dims), zero)
         return y, _dead(inv, zero)
     if x.requires_grad and torch.is_grad_enabled():

@@ -27,6 +27,7 @@ from conserve_verified import (
     Conserved,
     ConserveEnergy,
     InvalidArgument,
+    _native,
     conserve,
     contracts,
 )
@@ -144,8 +145,10 @@ def test_compiled_contract_mode_read_at_run_time(mode: contracts.CheckMode) -> N
 
 
 def test_compiled_inference_uses_the_inference_op_and_gradients_the_autograd_op() -> None:
-    """No gradient and no dead count: the op without an autograd formula (less per-call
-    work); an input that requires grad, or ``zero="uniform"``: the autograd-aware op."""
+    """No gradient and no dead count: an op without an autograd formula (less per-call
+    work: the native kernel's C++ op, whose unsafe inputs go to the Python inference
+    forward from inside it, or a Python-kernel op); an input that requires grad, or
+    ``zero="uniform"``: the autograd-aware op."""
     seen: list[str] = []
 
     def record(gm: torch.fx.GraphModule, _inputs: list[torch.Tensor]) -> Callable[..., Any]:
@@ -155,9 +158,10 @@ def test_compiled_inference_uses_the_inference_op_and_gradients_the_autograd_op(
     f = torch.compile(_conserve4, fullgraph=True, backend=record)
     x = torch.randn(3, 5)
     assert torch.equal(f(x), _conserve4(x))
-    assert any("conserve_inference" in t for t in seen) and not any(
-        t.endswith("conserve_verified.conserve.default") for t in seen
-    )
+    # the native kernel's C++ op where it is built, else the Python-kernel op
+    expected = "conserve_native.infer" if _native.handles(x.dtype) else "conserve_inference"
+    assert any(expected in t for t in seen), seen
+    assert not any(t.endswith("conserve_verified.conserve.default") for t in seen)
     seen.clear()
     xg = x.clone().requires_grad_(True)
     assert torch.equal(f(xg), _conserve4(xg))
@@ -166,3 +170,31 @@ def test_compiled_inference_uses_the_inference_op_and_gradients_the_autograd_op(
     u = torch.compile(lambda t: conserve(t, 1.0, zero="uniform"), fullgraph=True, backend=record)
     u(torch.zeros(2, 4))
     assert any(t.endswith("conserve_verified.conserve.default") for t in seen), seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_native_op_equals_eager_and_falls_back_with_typed_errors(
+    dtype: torch.dtype,
+) -> None:
+    """``conserve_native::infer`` (C++): bitwise the eager result on safe inputs, trailing
+    multi-dim feature maps included; a zero sample, a NaN and squares that overflow go to
+    the Python inference forward from inside the op (its typed errors, its wide path)."""
+    if not _native.handles(dtype):
+        pytest.skip(f"native kernel not in use: {_native.status()['reason']}")
+    f = torch.compile(_conserve4, fullgraph=True, backend="inductor", dynamic=False)
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(3)).to(dtype)
+    assert torch.equal(f(x), _conserve4(x))
+    m = torch.compile(lambda t: conserve(t, 2.0, (1, 2, 3)), fullgraph=True, dynamic=False)
+    x4 = torch.randn(2, 3, 4, 5).to(dtype)
+    assert torch.equal(m(x4), conserve(x4, 2.0, (1, 2, 3)))
+    z = torch.ones(6, 40, dtype=dtype)
+    z[4] = 0
+    with pytest.raises(InvalidArgument, match=r"sample at index \(4,\)"):
+        f(z)
+    z[4] = 1
+    z[1, 7] = float("nan")
+    with pytest.raises(InvalidArgument, match=r"index \(1, 7\)"):
+        f(z)
+    if dtype == torch.float32:
+        w = torch.full((6, 40), 1e30)
+        assert torch.equal(f(w), _conserve4(w))

@@ -50,6 +50,7 @@ __all__ = [
     "disabled",
     "flags",
     "handles",
+    "handles_when_traced",
     "kernel",
     "status",
 ]
@@ -142,13 +143,45 @@ def kernel() -> Any | None:
     mod: ModuleType | None = None
     if path.is_file():
         try:
-            mod = _import(path)
+            mod = _install(_import(path))
         except (ImportError, OSError) as exc:
             _reason[key] = f"built library failed to load: {exc}"
     else:
         _reason[key] = f"not built (no {path}; run conserve-verified build-native)"
     _loaded[key] = mod
     return mod
+
+
+_fake_registered = False
+
+
+def _install(mod: ModuleType) -> ModuleType:
+    """Give a loaded kernel its Python fallback and the fake (shape) rule of its op.
+
+    ``conserve_native::infer`` (the compiled inference op) hands unsafe inputs to
+    :func:`conserve_verified._math._conserve_inference`; under tracing its output is
+    shaped like ``x``.
+    """
+    global _fake_registered
+    from .. import _math  # local: _math imports this module
+
+    mod.set_fallback(_math._conserve_inference)
+    if not _fake_registered:
+        torch.library.register_fake("conserve_native::infer")(_infer_fake)
+        _fake_registered = True
+    return mod
+
+
+def _infer_fake(
+    x: torch.Tensor,
+    energy: float,
+    dims: list[int],
+    zero: str,
+    lo: float,
+    hi: float,
+    max_features: int,
+) -> torch.Tensor:
+    return torch.empty_like(x)
 
 
 def build(verbose: bool = False) -> Any:
@@ -168,7 +201,7 @@ def build(verbose: bool = False) -> Any:
         build_directory=str(out),
         verbose=verbose,
     )
-    _loaded[_key()] = mod
+    _loaded[_key()] = _install(mod)
     return mod
 
 
@@ -187,6 +220,13 @@ def status() -> dict[str, Any]:
 def handles(dtype: torch.dtype) -> bool:
     """Whether the forward of ``dtype`` rows runs in the kernel now."""
     return dtype in DTYPES and kernel() is not None
+
+
+@torch.compiler.assume_constant_result
+def handles_when_traced(dtype: torch.dtype) -> bool:
+    """:func:`handles` as ``torch.compile`` sees it: evaluated when a graph is traced and
+    kept as a constant of that graph (the kernel choice of a compiled graph is fixed)."""
+    return handles(dtype)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@
 // recomputes such inputs on its reference path.
 
 #include <torch/extension.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -184,7 +185,69 @@ at::Tensor energies(const at::Tensor& x) {
   return out;
 }
 
+// ---------------------------------------------------------------- compiled inference
+//
+// conserve_native::infer(x, energy, dims, zero, lo, hi, max_features): the inference
+// forward as an op with a C++ CPU kernel, for torch.compile graphs (a call costs the
+// dispatcher, not a Python kernel).  Rows whose float32 sum of squares (norm^2) lies
+// in [lo, hi] -- the fast path's safety range, passed by the caller -- for every
+// sample give the one-pass result above; otherwise (a zero, tiny, huge or non-finite
+// sample, more than max_features features per sample, or a layout the kernel does
+// not take) the whole call goes to the Python
+// fallback registered by set_fallback (the library's inference forward, which
+// raises its typed errors), so the results are the eager ones.
+
+namespace {
+py::object* fallback = nullptr;  // never destroyed: outlives the interpreter's teardown
+
+at::Tensor call_fallback(const at::Tensor& x, double energy, at::IntArrayRef dims,
+                         c10::string_view zero) {
+  py::gil_scoped_acquire gil;
+  TORCH_CHECK(fallback != nullptr, "conserve_native::infer: no fallback registered");
+  py::object out = (*fallback)(x, energy, std::vector<int64_t>(dims.begin(), dims.end()),
+                               std::string(zero));
+  return out.cast<at::Tensor>();
+}
+}  // namespace
+
+void set_fallback(py::object fn) {
+  if (fallback == nullptr) fallback = new py::object();
+  *fallback = std::move(fn);
+}
+
+at::Tensor infer(const at::Tensor& x, double energy, at::IntArrayRef dims,
+                 c10::string_view zero, double lo, double hi, int64_t max_features) {
+  const int64_t k = static_cast<int64_t>(dims.size());
+  bool trailing = x.dim() >= 2 && k >= 1 && k < x.dim() && x.is_contiguous() &&
+                  x.device().is_cpu() &&
+                  (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
+  for (int64_t j = 0; trailing && j < k; ++j) trailing = dims[j] == x.dim() - k + j;
+  int64_t features = 1;
+  for (int64_t j = x.dim() - k; trailing && j < x.dim(); ++j) features *= x.size(j);
+  if (!trailing || x.numel() == 0 || features > max_features) {
+    return call_fallback(x, energy, dims, zero);
+  }
+  const int64_t rows = x.numel() / features;
+  auto [y, nrm] = forward(x.view({rows, features}), std::sqrt(energy));
+  const float* p = nrm.data_ptr<float>();
+  for (int64_t i = 0; i < rows; ++i) {
+    const float sq = p[i] * p[i];
+    const double s = static_cast<double>(sq);
+    if (!(s >= lo && s <= hi)) return call_fallback(x, energy, dims, zero);
+  }
+  return y.view(x.sizes());
+}
+
+TORCH_LIBRARY(conserve_native, m) {
+  m.def(
+      "infer(Tensor x, float energy, int[] dims, str zero, float lo, float hi, "
+      "int max_features) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(conserve_native, CPU, m) { m.impl("infer", &infer); }
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("set_fallback", &set_fallback, "the Python inference forward for unsafe inputs");
   m.def("energies", &energies, "float64 sums of squares of the rows");
   m.def("forward", &forward, "one-pass forward: (y, norm)");
   m.def("norms", &norms, "one-pass norms of the rows");
