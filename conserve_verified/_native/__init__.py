@@ -22,6 +22,11 @@ Build and use:
 
 Identity: ``kernel().forward(x, r) == (y, norm)`` with ``norm = sqrt(lane_fold(x**2))``
 per row (float32) and ``y = (x.float() * (float32(r) / norm)).to(x.dtype)``.
+
+The library also registers ``conserve_native::infer``: the inference forward as an
+op with a C++ kernel, which a ``torch.compile`` graph calls without a Python kernel
+per call; inputs outside the fast path's safety range go from inside it to the
+library's Python inference forward (the same results and typed errors as eager).
 """
 
 from __future__ import annotations
