@@ -273,7 +273,7 @@ def one_pass_norm(x2: torch.Tensor) -> torch.Tensor:
     one-read norm kernel (8 or 16 lanes) on ``x2`` itself (float32) or on its
     exact float32 up-conversion, one cache-sized block of rows at a time.
     """
-    native = _native.kernel() if x2.dtype in _native.DTYPES else None
+    native = _native.kernel_for(x2.dtype)
     if native is not None:
         return native.norms(x2)
     if x2.dtype == torch.float32:
@@ -322,7 +322,7 @@ def _forward_one_pass(x2: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.T
     one rounding to the storage dtype) -- in the native kernel when it is built
     (one read of ``x`` from memory), else with torch's kernels.
     """
-    native = _native.kernel() if x2.dtype in _native.DTYPES else None
+    native = _native.kernel_for(x2.dtype)
     if native is not None:
         y, nrm = native.forward(x2, r)
         return y, nrm.square_()

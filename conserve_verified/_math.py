@@ -17,9 +17,10 @@ Hypothesis property in ``property_tests/``):
 Numerics: reductions run in the accumulation dtype of
 :mod:`conserve_verified.tolerances` (float32 for float16/bfloat16); a fast path
 (run by :mod:`conserve_verified._fused`: on cache-sized blocks of samples with
-the reference's arithmetic, bit-identical on CPU, or -- float32 up to 8192
-features -- in one read for the norm by torch's one-pass kernel, whose own
-rounding bound is proved in theorem ``FP32``) sums squares directly and falls
+the reference's arithmetic, bit-identical on CPU, or -- up to 8192 features --
+in one read for the norm by the one-pass kernel, torch's or the native one,
+whose own rounding bound is proved in theorems ``FP32``, ``FP16`` and
+``BF16``) sums squares directly and falls
 back, only for samples whose sum of squares overflowed or is small enough for
 underflow to matter, to a path that scales by the max-abs first.  Non-finite
 input and all-zero samples raise :class:`~conserve_verified.errors.InvalidArgument`
@@ -416,13 +417,20 @@ _LIB = torch.library.Library("conserve_verified", "FRAGMENT")
 _LIB.define("conserve_inference(Tensor x, float energy, int[] dims, str zero) -> Tensor")
 
 
+def _inference(
+    x: torch.Tensor, e: float, dims: tuple[int, ...], zero: ZeroPolicy
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(y, inv_rho)`` of the inference forward; ``inv_rho`` is ``None`` on the fast path
+    (not computed there), the reference path's ``1/||x||`` otherwise."""
+    fast = _fast_forward(x, e, dims)
+    if fast is not None:
+        return fast[0], None
+    return _reference_forward(x, e, dims, zero)
+
+
 def _conserve_inference(x: torch.Tensor, energy: float, dims: list[int], zero: str) -> torch.Tensor:
     """``y`` of the eager inference forward: the same kernels as :func:`_apply` (bitwise)."""
-    d = tuple(dims)
-    fast = _fast_forward(x, energy, d)
-    if fast is not None:
-        return fast[0]
-    return _reference_forward(x, energy, d, zero)[0]  # type: ignore[arg-type]
+    return _inference(x, energy, tuple(dims), zero)[0]  # type: ignore[arg-type]
 
 
 for _key in ("CPU", "CUDA"):
@@ -595,8 +603,5 @@ def _apply(
     if x.requires_grad and torch.is_grad_enabled():
         out, inv_rho = _ConserveFunction.apply(x, e, dims, zero)
         return out, _dead(inv_rho, zero)
-    fast = _fast_forward(x, e, dims)
-    if fast is not None:
-        return fast[0], None
-    y, inv_rho = _reference_forward(x, e, dims, zero)
-    return y, _dead(inv_rho, zero)
+    y, inv_rho = _inference(x, e, dims, zero)
+    return y, None if inv_rho is None else _dead(inv_rho, zero)

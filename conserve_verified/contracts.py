@@ -193,7 +193,7 @@ def _screen_passes(
     ):
         return False
     rows, _ = shape
-    native = _native.kernel() if y.dtype in _native.DTYPES else None
+    native = _native.kernel_for(y.dtype)
     if native is not None:
         s32 = native.energies(y.view(rows, n))
         h, ua = n, 2.0**-53

@@ -627,13 +627,18 @@ def _one_pass_numerator_box() -> tuple[Fraction, Fraction]:
     return _down((1 - _UA) * _B_LO), _up((1 + _UA) * _B_HI)
 
 
-def _one_pass_sum_bound(dtype: torch.dtype, h: int) -> Fraction:
-    """``|theta|`` bound of the one-pass norm's sum of squares for height ``h``.
+def _one_pass_roundings(dtype: torch.dtype, h: int) -> int:
+    """Roundings per term of the one-pass norm's sum of squares for height ``h``.
 
     float32 squares are rounded once each (or fused into the addition): one more
     rounding than ``h``; float16/bfloat16 squares are exact in float32.
     """
-    return gamma(h + 1 if dtype == torch.float32 else h, _UA)
+    return h + 1 if dtype == torch.float32 else h
+
+
+def _one_pass_sum_bound(dtype: torch.dtype, h: int) -> Fraction:
+    """``|theta|`` bound of the one-pass norm's sum of squares for height ``h``."""
+    return gamma(_one_pass_roundings(dtype, h), _UA)
 
 
 def _one_pass_underflow(dtype: torch.dtype) -> Fraction:
@@ -646,7 +651,7 @@ def _one_pass_denominator_box(dtype: torch.dtype, h: int) -> tuple[Fraction, Fra
 
 def _one_pass_denominator_claim(dtype: torch.dtype, n_max: int, h: int) -> Z3Implies:
     """Lemma 2 (one pass): lanes + fold + tail (``theta``), ``sqrt`` (``d_sqrt``), underflow."""
-    hh = h + 1 if dtype == torch.float32 else h
+    hh = _one_pass_roundings(dtype, h)
     what = "height {h} plus the square's rounding" if dtype == torch.float32 else "exact squares"
     return _denominator_lemma(
         _one_pass_sum_bound(dtype, h),

@@ -57,6 +57,7 @@ __all__ = [
     "handles",
     "handles_when_traced",
     "kernel",
+    "kernel_for",
     "status",
 ]
 
@@ -222,9 +223,14 @@ def status() -> dict[str, Any]:
     return {"active": mod is not None, "path": str(_library()), "flags": flags(), "reason": reason}
 
 
+def kernel_for(dtype: torch.dtype) -> Any | None:
+    """:func:`kernel` where it computes ``dtype`` rows (:data:`DTYPES`), else ``None``."""
+    return kernel() if dtype in DTYPES else None
+
+
 def handles(dtype: torch.dtype) -> bool:
     """Whether the forward of ``dtype`` rows runs in the kernel now."""
-    return dtype in DTYPES and kernel() is not None
+    return kernel_for(dtype) is not None
 
 
 @torch.compiler.assume_constant_result
