@@ -208,3 +208,36 @@ def test_build_native_is_a_no_op_when_built(
     assert f"built ({_native.build_dir()})" in capsys.readouterr().out
     assert main(["build-native", "--check"]) == 0
     assert "in use" in capsys.readouterr().out
+
+
+def test_prune_deletes_other_builds_and_keeps_the_current_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conserve_verified.cli import main
+
+    monkeypatch.setenv("CONSERVE_NATIVE_DIR", str(tmp_path))
+    current = _native.build_dir()
+    current.mkdir(parents=True)
+    (current / "build.ninja").write_text("")
+    old = tmp_path / "0123456789abcdef"
+    old.mkdir()
+    (old / "conserve_verified_native_0123456789abcdef.so").write_bytes(b"")
+    other = tmp_path / "fedcba9876543210"  # a tag folder with nothing of ours: kept
+    other.mkdir()
+    (other / "notes.txt").write_text("")
+    unrelated = tmp_path / "not-a-tag"
+    unrelated.mkdir()
+    (unrelated / "build.ninja").write_text("")
+    assert _native.stale_builds() == [old]
+    assert main(["build-native", "--prune", "--check"]) == 1  # pruned; not built here
+    out = capsys.readouterr().out
+    assert "removed 1 other build(s): 0123456789abcdef" in out
+    assert not old.exists() and current.is_dir() and other.is_dir() and unrelated.is_dir()
+    assert _native.prune() == []
+
+
+def test_stale_builds_of_a_missing_cache_is_empty(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("CONSERVE_NATIVE_DIR", str(tmp_path / "absent"))
+    assert _native.stale_builds() == []

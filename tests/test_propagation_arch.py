@@ -236,5 +236,44 @@ def test_propagation_arch_experiment_smoke_meets_the_error_bound(tmp_path: Any) 
     for r in rows:
         assert r["error_ok"], r
         assert r["boundaries"] == (5 if r["model"].startswith("resnet18") else 2)
+        # the first-order predictor is measured against the same Monte Carlo run
+        assert r["first_order_max_rel_error"] is not None and r["first_order_speedup"] > 0
+    for rec in records:
+        first = rec["metrics"]["first_order"]
+        assert [b["tap"] for b in first["boundaries"]] == [
+            b["tap"] for b in rec["metrics"]["boundaries"]
+        ]
+        assert [b["monte_carlo"] for b in first["boundaries"]] == [
+            b["monte_carlo"] for b in rec["metrics"]["boundaries"]
+        ]
     text = exp.report(records, tmp_path)
-    assert "| resnet18-bn | conserved | 5 |" in text and "speed ratio" in text
+    assert "| resnet18-bn | conserved | 5 |" in text and "first-order speed ratio" in text
+
+
+def test_propagation_arch_report_reads_records_without_the_first_order_predictor(
+    tmp_path: Any,
+) -> None:
+    import experiments.propagation_arch as module
+
+    metrics = {
+        "clean_accuracy": 0.5,
+        "boundaries": [{"tap": "boundary0", "features": 4, "rel_error": 0.01}],
+        "max_rel_error": 0.01,
+        "speedup": 12.0,
+    }
+    records: list[Any] = [
+        {
+            "experiment": module.NAME,
+            "config": {"model": "cnn", "arm": "baseline"},
+            "metrics": metrics,
+        }
+    ]
+    (row,) = module.validation_rows(records)
+    assert row["first_order_max_rel_error"] is None and row["first_order_speedup"] is None
+    assert row["error_ok"] and not row["speed_ok"] and not row["first_order_error_ok"]
+    cfg = {"sigma": 0.02, "inputs": 1, "samples": 10, "width": 2, "epochs": 1}
+    text = module.report([{**records[0], "config": {**records[0]["config"], **cfg}}], tmp_path)
+    assert (
+        "| cnn | baseline | 1 | 4 | 50.0% | 1.00% | yes | 12.0× | **no** | – | – | – | – | 1 |"
+        in text
+    )

@@ -58,6 +58,8 @@ __all__ = [
     "handles_when_traced",
     "kernel",
     "kernel_for",
+    "prune",
+    "stale_builds",
     "status",
 ]
 
@@ -209,6 +211,39 @@ def build(verbose: bool = False) -> Any:
     )
     _loaded[_key()] = _install(mod)
     return mod
+
+
+_TAG_CHARS = frozenset("0123456789abcdef")
+
+
+def stale_builds() -> list[pathlib.Path]:
+    """The other builds beside :func:`build_dir`: sibling folders named by a tag (16 hex
+    digits) that hold a ``conserve_verified_native_<tag>`` library or build files.
+
+    Each is the kernel of another source, torch, Python or flag set; a second
+    environment on this machine (another torch version, say) may still load its own.
+    """
+    here = build_dir()
+    root = here.parent
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        if d == here or not d.is_dir() or len(d.name) != 16 or not set(d.name) <= _TAG_CHARS:
+            continue
+        if any(d.glob("conserve_verified_native_*")) or (d / "build.ninja").is_file():
+            out.append(d)
+    return out
+
+
+def prune() -> list[pathlib.Path]:
+    """Delete :func:`stale_builds`; returns what was deleted.  The current build stays."""
+    import shutil
+
+    gone = stale_builds()
+    for d in gone:
+        shutil.rmtree(d)
+    return gone
 
 
 def status() -> dict[str, Any]:

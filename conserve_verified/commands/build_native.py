@@ -5,7 +5,8 @@ one-pass forward in one read of each row from memory.  The build needs a C++
 compiler and ninja, takes about a minute on two cores and is kept in the build
 directory (keyed by the source, torch, Python and the flags), so a second run
 returns at once.  Without it the operator uses torch's kernels: the same
-tolerance table, proved for both.  Exit status: 0 when the kernel is built and
+tolerance table, proved for both.  ``--prune`` deletes the builds of other sources,
+torch versions or flags from the build cache.  Exit status: 0 when the kernel is built and
 loads, 1 when it cannot be built here (the reason is printed).
 """
 
@@ -27,9 +28,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--check", action="store_true", help="only report whether the kernel is built and in use"
     )
     parser.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the other builds in the build cache (other sources, torch versions, "
+        "flags); the current one is kept",
+    )
+
+
+def _prune() -> None:
+    gone = _native.prune()
+    if gone:
+        print(
+            f"native kernel: removed {len(gone)} other build(s): {', '.join(d.name for d in gone)}"
+        )
+    else:
+        print("native kernel: no other builds to remove")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.prune:
+        _prune()
     if args.check:
         st = _native.status()
         print(f"native kernel: {st['reason']} ({st['path']})")
