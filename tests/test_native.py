@@ -123,6 +123,7 @@ def test_native_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "path": str(_native.build_dir() / f"{_native._name()}.so"),
         "flags": _native.flags(),
         "reason": "CONSERVE_NATIVE=off",
+        "bf16_avx512": None,
     }
 
 
@@ -241,3 +242,40 @@ def test_stale_builds_of_a_missing_cache_is_empty(
 ) -> None:
     monkeypatch.setenv("CONSERVE_NATIVE_DIR", str(tmp_path / "absent"))
     assert _native.stale_builds() == []
+
+
+def _subnormal_rows(n: int) -> torch.Tensor:
+    """bfloat16 rows whose outputs include subnormals, signed zeros and ties: one large
+    element per row (so the others scale below ``FLT_MIN``) and a spread of magnitudes."""
+    rows = _rows(n, 6, 7 * n)
+    rows[:, 0] = 1e18  # its square stays finite in float32
+    rows[1, 1:] = torch.linspace(-1e-20, 1e-20, n - 1) if n > 1 else rows[1, 1:]
+    rows[2, 1::3] = -0.0
+    return rows.to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 48, 100, 1024, 4097])
+def test_native_bf16_vector_variant_equals_portable_loop_bitwise(kernel: Any, n: int) -> None:
+    """``forward`` of bfloat16 rows: the AVX-512 variant (where the CPU has it) and the
+    portable loop give the same bits, subnormal outputs included."""
+    x = torch.cat((_subnormal_rows(n), (_rows(n, 5, n) * 0.5).to(torch.bfloat16)))
+    y_fast, n_fast = kernel.forward(x, 1.5)
+    kernel.set_portable(True)
+    try:
+        assert not kernel.bf16_avx512()
+        y_slow, n_slow = kernel.forward(x, 1.5)
+    finally:
+        kernel.set_portable(False)
+    assert torch.equal(n_fast, n_slow)
+    assert torch.equal(y_fast.view(torch.int16), y_slow.view(torch.int16))
+    scale = torch.tensor(1.5, dtype=torch.float32) / n_slow
+    assert torch.equal(
+        y_slow.view(torch.int16), (x.float() * scale).to(torch.bfloat16).view(torch.int16)
+    )
+    tiny = (y_slow.float().abs() < torch.finfo(torch.float32).tiny) & (y_slow != 0)
+    assert n < 16 or bool(tiny.any())  # the subnormal branch ran (vectors of 16 exist)
+
+
+def test_native_status_names_the_bf16_variant(kernel: Any) -> None:
+    st = _native.status()
+    assert st["bf16_avx512"] == kernel.bf16_avx512()

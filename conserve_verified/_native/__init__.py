@@ -20,6 +20,13 @@ Build and use:
 * ``CONSERVE_NATIVE=off`` (or :func:`disabled`) keeps torch's kernels even
   when the kernel is built; ``auto`` (the default) uses it when built.
 
+bfloat16 rows take an AVX-512 variant of the same loop where the CPU has
+AVX512-BF16 (chosen when the kernel runs, so the build stays portable;
+:func:`status` says which): the same operations in the same order, 16 lanes per
+instruction, the rounding to bfloat16 by one instruction except in vectors with
+subnormal results, which take the portable rounding -- bit for bit the portable
+loop's outputs (``tests/test_native.py``).
+
 Identity: ``kernel().forward(x, r) == (y, norm)`` with ``norm = sqrt(lane_fold(x**2))``
 per row (float32) and ``y = (x.float() * (float32(r) / norm)).to(x.dtype)``.
 
@@ -247,7 +254,9 @@ def prune() -> list[pathlib.Path]:
 
 
 def status() -> dict[str, Any]:
-    """What :func:`kernel` gives now and why: ``{"active", "path", "flags", "reason"}``."""
+    """What :func:`kernel` gives now and why: ``{"active", "path", "flags", "reason",
+    "bf16_avx512"}`` (the last: whether bfloat16 rows take the kernel's AVX-512 variant,
+    chosen at run time by the CPU; ``None`` without a kernel)."""
     mod = kernel()
     if _disabled:
         reason = "disabled in this block"
@@ -255,7 +264,13 @@ def status() -> dict[str, Any]:
         reason = "CONSERVE_NATIVE=off"
     else:
         reason = "in use" if mod is not None else _reason.get(_key(), "")
-    return {"active": mod is not None, "path": str(_library()), "flags": flags(), "reason": reason}
+    return {
+        "active": mod is not None,
+        "path": str(_library()),
+        "flags": flags(),
+        "reason": reason,
+        "bf16_avx512": None if mod is None else bool(mod.bf16_avx512()),
+    }
 
 
 def kernel_for(dtype: torch.dtype) -> Any | None:

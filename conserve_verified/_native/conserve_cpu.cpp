@@ -17,17 +17,31 @@
 // x is read once from memory for the sum and once more (from cache) for y.  Rows
 // that are not finite, zero or tiny give meaningless y: the caller checks norm and
 // recomputes such inputs on its reference path.
+//
+// bfloat16 rows take an AVX-512 variant where the CPU has AVX512-BF16 (chosen at run
+// time; the build flags stay portable): the same operations in the same order, one
+// 16-lane vector per step, and the rounding to bfloat16 by VCVTNEPS2BF16 (round to
+// nearest even, as above).  That instruction flushes subnormal results to zero, so a
+// vector with a nonzero product below FLT_MIN is rounded by the scalar formula
+// instead: the outputs are bit for bit those of the portable loop.
 
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <tuple>
 #include <type_traits>
+
+#if defined(__x86_64__) && ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11) || \
+                            (defined(__clang__) && __clang_major__ >= 12))
+#include <immintrin.h>
+#define CONSERVE_BF16_AVX512 1
+#endif
 
 namespace {
 
@@ -122,6 +136,95 @@ void forward_rows(const T* x, T* y, float* nrm, int64_t rows, int64_t n, float r
   });
 }
 
+#ifdef CONSERVE_BF16_AVX512
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // the AVX-512 helpers are inline, never an ABI edge
+#define CONSERVE_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+CONSERVE_AVX512_TARGET inline __m512 load_bf16(const c10::BFloat16* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+// sum_squares for bfloat16 rows, one 16-lane vector per step: the same roundings in
+// the same order (lane j holds elements j, j + 16, ...; lanes folded left to right;
+// the tail added one by one).
+CONSERVE_AVX512_TARGET inline float sum_squares_avx512(const c10::BFloat16* x, int64_t n) {
+  const int64_t vectors = n / kLanes;
+  float total = 0.0f;
+  bool started = false;
+  if (vectors > 0) {
+    __m512 v = load_bf16(x);
+    __m512 acc = _mm512_mul_ps(v, v);
+    for (int64_t b = 1; b < vectors; ++b) {
+      v = load_bf16(x + b * kLanes);
+      acc = _mm512_add_ps(acc, _mm512_mul_ps(v, v));
+    }
+    alignas(64) float lanes[kLanes];
+    _mm512_store_ps(lanes, acc);
+    total = lanes[0];
+    for (int64_t j = 1; j < kLanes; ++j) total = total + lanes[j];
+    started = true;
+  }
+  for (int64_t i = vectors * kLanes; i < n; ++i) {
+    const float v = to_float(x[i]);
+    const float sq = v * v;
+    total = started ? total + sq : sq;
+    started = true;
+  }
+  return total;
+}
+
+CONSERVE_AVX512_TARGET void forward_range_bf16_avx512(const c10::BFloat16* x, c10::BFloat16* y,
+                                                      float* nrm, int64_t begin, int64_t end,
+                                                      int64_t n, float r) {
+  const __m512 smallest = _mm512_set1_ps(FLT_MIN);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t row = begin; row < end; ++row) {
+    const c10::BFloat16* xr = x + row * n;
+    c10::BFloat16* yr = y + row * n;
+    const float norm = std::sqrt(sum_squares_avx512(xr, n));
+    const float scale = r / norm;
+    nrm[row] = norm;
+    const __m512 s = _mm512_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      const __m512 v = _mm512_mul_ps(load_bf16(xr + i), s);
+      const __mmask16 subnormal = _mm512_cmp_ps_mask(_mm512_abs_ps(v), smallest, _CMP_LT_OQ) &
+                                  _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ);
+      if (subnormal != 0) {
+        alignas(64) float lanes[kLanes];
+        _mm512_store_ps(lanes, v);
+        for (int64_t j = 0; j < kLanes; ++j) store(yr + i + j, lanes[j]);
+      } else {
+        const __m256bh h = _mm512_cvtneps_pbh(v);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(yr + i), (__m256i)h);
+      }
+    }
+    for (; i < n; ++i) store(yr + i, to_float(xr[i]) * scale);
+  }
+}
+
+void forward_rows_bf16_avx512(const c10::BFloat16* x, c10::BFloat16* y, float* nrm,
+                              int64_t rows, int64_t n, float r) {
+  at::parallel_for(0, rows, grain(n), [&](int64_t begin, int64_t end) {
+    forward_range_bf16_avx512(x, y, nrm, begin, end, n, r);
+  });
+}
+
+#pragma GCC diagnostic pop
+
+bool has_bf16_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+#else
+bool has_bf16_avx512() { return false; }
+#endif
+
 template <typename T>
 void norm_rows(const T* x, float* nrm, int64_t rows, int64_t n) {
   at::parallel_for(0, rows, grain(n), [&](int64_t begin, int64_t end) {
@@ -153,7 +256,13 @@ void with_data(const at::Tensor& x, F&& f) {
   }
 }
 
+bool portable_only = false;  // set_portable(true): the AVX-512 variant is not used
 }  // namespace
+
+// Whether forward() of bfloat16 rows takes the AVX-512 variant now.
+bool bf16_avx512() { return has_bf16_avx512() && !portable_only; }
+
+void set_portable(bool on) { portable_only = on; }
 
 // (y, norm): y = x * (float32(r) / norm) per row, norm shaped (rows, 1), float32.
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, double r) {
@@ -162,6 +271,13 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, double r) {
   at::Tensor y = at::empty_like(x);
   at::Tensor nrm = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   const float r32 = static_cast<float>(r);
+#ifdef CONSERVE_BF16_AVX512
+  if (x.scalar_type() == at::kBFloat16 && has_bf16_avx512() && !portable_only) {
+    forward_rows_bf16_avx512(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(),
+                             nrm.data_ptr<float>(), rows, n, r32);
+    return {y, nrm};
+  }
+#endif
   with_data(x, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     forward_rows(p, y.data_ptr<T>(), nrm.data_ptr<float>(), rows, n, r32);
@@ -251,5 +367,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("energies", &energies, "float64 sums of squares of the rows");
   m.def("forward", &forward, "one-pass forward: (y, norm)");
   m.def("norms", &norms, "one-pass norms of the rows");
+  m.def("bf16_avx512", &bf16_avx512, "whether bfloat16 rows take the AVX-512 variant");
+  m.def("set_portable", &set_portable, "use the portable loops only (tests)");
   m.attr("LANES") = kLanes;
 }
