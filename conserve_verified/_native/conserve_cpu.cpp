@@ -36,6 +36,7 @@
 #include <cstring>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #if defined(__x86_64__) && ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11) || \
                             (defined(__clang__) && __clang_major__ >= 12))
@@ -265,23 +266,32 @@ bool bf16_avx512() { return has_bf16_avx512() && !portable_only; }
 void set_portable(bool on) { portable_only = on; }
 
 // (y, norm): y = x * (float32(r) / norm) per row, norm shaped (rows, 1), float32.
+namespace {
+// y = x * (r / norm) row by row into y (contiguous, x's dtype and element count), the
+// norms into nrm: x and y are read as rows x n.
+void forward_into(const at::Tensor& x, at::Tensor& y, float* nrm, int64_t rows, int64_t n,
+                  double r) {
+  const float r32 = static_cast<float>(r);
+#ifdef CONSERVE_BF16_AVX512
+  if (x.scalar_type() == at::kBFloat16 && has_bf16_avx512() && !portable_only) {
+    forward_rows_bf16_avx512(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), nrm, rows,
+                             n, r32);
+    return;
+  }
+#endif
+  with_data(x, [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    forward_rows(p, y.data_ptr<T>(), nrm, rows, n, r32);
+  });
+}
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, double r) {
   check_rows(x);
   const int64_t rows = x.size(0), n = x.size(1);
   at::Tensor y = at::empty_like(x);
   at::Tensor nrm = at::empty({rows, 1}, x.options().dtype(at::kFloat));
-  const float r32 = static_cast<float>(r);
-#ifdef CONSERVE_BF16_AVX512
-  if (x.scalar_type() == at::kBFloat16 && has_bf16_avx512() && !portable_only) {
-    forward_rows_bf16_avx512(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(),
-                             nrm.data_ptr<float>(), rows, n, r32);
-    return {y, nrm};
-  }
-#endif
-  with_data(x, [&](auto* p) {
-    using T = std::remove_pointer_t<decltype(p)>;
-    forward_rows(p, y.data_ptr<T>(), nrm.data_ptr<float>(), rows, n, r32);
-  });
+  forward_into(x, y, nrm.data_ptr<float>(), rows, n, r);
   return {y, nrm};
 }
 
@@ -344,14 +354,17 @@ at::Tensor infer(const at::Tensor& x, double energy, at::IntArrayRef dims,
     return call_fallback(x, energy, dims, zero);
   }
   const int64_t rows = x.numel() / features;
-  auto [y, nrm] = forward(x.view({rows, features}), std::sqrt(energy));
-  const float* p = nrm.data_ptr<float>();
+  // y is allocated in x's shape (not a view of a rows x features tensor): a graph's
+  // output is then a plain tensor
+  at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+  std::vector<float> nrm(static_cast<size_t>(rows));
+  forward_into(x, y, nrm.data(), rows, features, std::sqrt(energy));
   for (int64_t i = 0; i < rows; ++i) {
-    const float sq = p[i] * p[i];
+    const float sq = nrm[i] * nrm[i];
     const double s = static_cast<double>(sq);
     if (!(s >= lo && s <= hi)) return call_fallback(x, energy, dims, zero);
   }
-  return y.view(x.sizes());
+  return y;
 }
 
 TORCH_LIBRARY(conserve_native, m) {
