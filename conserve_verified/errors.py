@@ -23,6 +23,7 @@ __all__ = [
     "ConserveError",
     "InvalidArgument",
     "InvalidArgumentType",
+    "check_int",
     "summary",
 ]
 
@@ -112,3 +113,18 @@ class InvalidArgumentType(InvalidArgument, TypeError):
 
 class ConservationViolation(ConserveError, AssertionError):
     """A runtime contract (for example exact energy at a boundary) was violated."""
+
+
+def check_int(argument: str, value: Any, low: int = 1, *, none: bool = False) -> Any:
+    """``value`` when it is an ``int`` (not a ``bool``) ``>= low`` (or ``None`` with
+    ``none=True``); else :class:`InvalidArgument` naming ``argument`` and the value.
+
+    Identity: ``check_int(a, v, low) == v`` for every int ``v >= low``.
+    """
+    if none and value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidArgument(
+            argument, value, f"must be an int >= {low}" + (" or None" if none else "")
+        )
+    return value

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from ._math import feature_count, normalize_dims
-from .errors import ConservationViolation, InvalidArgument
+from .errors import ConservationViolation, InvalidArgument, check_int
 from .operators import ConserveEnergy, hooked_boundaries
 from .tolerances import energy_atol
 
@@ -177,8 +177,7 @@ def assert_gauge_invariant(
 
     if not isinstance(model, nn.Module):
         raise InvalidArgument("model", model, "must be an nn.Module")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise InvalidArgument("trials", trials, "must be an int >= 1")
+    check_int("trials", trials)
     structure = gauge_structure(copy.deepcopy(model), x, strict=strict)
     if structure.num_scales == 0:
         raise InvalidArgument(

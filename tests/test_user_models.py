@@ -20,7 +20,7 @@ from conserve_verified import (
     Pipeline,
     conserve_boundaries,
 )
-from conserve_verified.errors import summary
+from conserve_verified.errors import check_int, summary
 from conserve_verified.gauge import (
     balance,
     balanceable,
@@ -288,6 +288,16 @@ def test_summary_is_one_style_for_every_tensor_and_array() -> None:
     for value in (torch.arange(1000), np.arange(1000), torch.randn(50, 50)):
         msg = str(InvalidArgument("v", value, "bad"))
         assert msg == f"v={summary(value)}: bad"
+
+
+def test_check_int_returns_ints_at_least_low_and_names_anything_else() -> None:
+    assert check_int("n", 1) == 1 and check_int("n", 0, low=0) == 0
+    assert check_int("seeds", None, none=True) is None
+    for bad in (0, -3, True, 2.0, "3", None):
+        with pytest.raises(InvalidArgument, match=r"^n=.*: must be an int >= 1$"):
+            check_int("n", bad)
+    with pytest.raises(InvalidArgument, match=r"seeds=0: must be an int >= 1 or None"):
+        check_int("seeds", 0, none=True)
 
 
 def test_long_values_are_shortened_at_a_word_boundary() -> None:

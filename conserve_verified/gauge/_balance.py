@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, check_int
 from ..tolerances import tolerance
 from ._action import (
     _check_structure,
@@ -176,8 +176,7 @@ def balance(
     """
     s = _check_structure(_structure_for(model, structure))
     params = s.check_model(model)
-    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
-        raise InvalidArgument("max_sweeps", max_sweeps, "must be an int >= 1")
+    check_int("max_sweeps", max_sweeps)
     if tol is None:
         dtypes = [params[a.name].dtype for a in s.actions]
         tol = max((tolerance(d).function_rtol for d in dtypes), default=0.0)

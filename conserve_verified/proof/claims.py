@@ -32,7 +32,7 @@ from typing import Any
 import sympy as sp  # type: ignore[import-untyped]
 import z3
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, check_int
 from ._budget import BudgetExceeded, time_budget
 from ._verdict import Status, Verdict
 from ._z3sympy import free_constants, to_sympy, value_to_sympy
@@ -156,8 +156,7 @@ class SympyIdentity(Claim):
             raise InvalidArgument("rhs", rhs, f"shape {rhs_m.shape} differs from lhs {lhs_m.shape}")
         self._diff = lhs_m - rhs_m
         self.conditions = tuple(sp.sympify(c) for c in conditions)
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise InvalidArgument("samples", samples, "must be an int >= 1")
+        check_int("samples", samples)
         self.samples = samples
         self._latex = latex
         free = set(self._diff.free_symbols)

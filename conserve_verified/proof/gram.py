@@ -33,7 +33,7 @@ from typing import Any
 
 import sympy as sp  # type: ignore[import-untyped]
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, check_int
 from ._budget import time_budget
 from ._verdict import Status, Verdict
 from .claims import Claim, _is_zero_at, _reduce
@@ -197,8 +197,7 @@ class GramIdentity(Claim):
         dims = tuple(dimensions)
         if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
             raise InvalidArgument("dimensions", dimensions, "must be positive integers")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise InvalidArgument("samples", samples, "must be an int >= 1")
+        check_int("samples", samples)
         self.space, self.lhs, self.rhs = space, lhs, rhs
         self._latex = latex
         self.dimensions = dims

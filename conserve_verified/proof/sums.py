@@ -33,7 +33,7 @@ from typing import Any
 import sympy as sp  # type: ignore[import-untyped]
 from sympy.core.function import AppliedUndef  # type: ignore[import-untyped]
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, check_int
 from ._budget import time_budget
 from ._verdict import Status, Verdict
 from .claims import Claim
@@ -241,8 +241,7 @@ class SumIdentity(Claim):
         inst = tuple(instance_sizes)
         if not inst or any(not isinstance(w, int) or w < 1 for w in inst):
             raise InvalidArgument("instance_sizes", instance_sizes, "must be positive integers")
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise InvalidArgument("seeds", seeds, "must be an int >= 1")
+        check_int("seeds", seeds)
         self.sizes = sizes
         self._latex = latex
         self.instance_sizes = inst

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, check_int
 
 __all__ = ["VISIBLE_GROUPS", "DepthCamera", "overhead_camera"]
 
@@ -61,9 +61,7 @@ class DepthCamera:
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InvalidArgument(name, v, "must be an int >= 1")
+            check_int(name, getattr(self, name))
         if not 0.0 < float(self.fovy_deg) < 180.0:
             raise InvalidArgument("fovy_deg", self.fovy_deg, "must lie in (0, 180)")
         if not (math.isfinite(self.far) and self.far > 0):

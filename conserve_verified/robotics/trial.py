@@ -23,7 +23,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, check_int
 from .controller import DLSController
 from .scene import PandaScene, load_scene, place_target
 from .success import judge
@@ -70,10 +70,7 @@ class TrialSpec:
                 raise InvalidArgument(name, v, "must be a finite number > 0")
         if not (isinstance(self.overrun, (int, float)) and self.overrun >= 1):
             raise InvalidArgument("overrun", self.overrun, "must be a number >= 1")
-        if isinstance(self.control_period, bool) or not isinstance(self.control_period, int):
-            raise InvalidArgument("control_period", self.control_period, "must be an int >= 1")
-        if self.control_period < 1:
-            raise InvalidArgument("control_period", self.control_period, "must be an int >= 1")
+        check_int("control_period", self.control_period)
 
 
 @dataclass(frozen=True)
@@ -158,8 +155,7 @@ def run_trials(specs: list[TrialSpec], workers: int = 2) -> list[TrialResult]:
 
     Results are in the order of ``specs`` and identical for every ``workers``.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidArgument("workers", workers, "must be an int >= 1")
+    check_int("workers", workers)
     if workers == 1 or len(specs) <= 1:
         scene = load_scene()
         return [run_trial(s, scene) for s in specs]

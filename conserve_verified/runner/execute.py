@@ -40,7 +40,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from ..errors import ConserveError, InvalidArgument
+from ..errors import ConserveError, InvalidArgument, check_int
 from .protocol import Experiment, Record, RunContext
 from .spec import canonical_json, cells, check_profile, config_key
 from .store import ResultStore
@@ -425,10 +425,8 @@ def run_grid(
         workers = jobs
     if backend not in BACKENDS:
         raise InvalidArgument("backend", backend, f"unknown backend; valid: {list(BACKENDS)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidArgument("workers", workers, "must be an int >= 1")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise InvalidArgument("seeds", seeds, "must be an int >= 1 or None")
+    check_int("workers", workers)
+    check_int("seeds", seeds, none=True)
     ctx = replace(ctx, profile=check_profile(profile))
     todo, skipped = pending_cells(
         experiments, profile, ctx.data, store, seeds=seeds, overrides=overrides

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, check_int
 from .stats import _confidence
 from .stats import _sample as _array
 from .verdict import Estimate
@@ -77,8 +77,7 @@ def average_draws(values: Sequence[float], min_draws: int = MIN_DRAWS) -> DrawSu
 
     Raises :class:`InvalidArgument` when fewer than ``min_draws`` draws are given.
     """
-    if isinstance(min_draws, bool) or not isinstance(min_draws, int) or min_draws < 1:
-        raise InvalidArgument("min_draws", min_draws, "must be an int >= 1")
+    check_int("min_draws", min_draws)
     arr = _array(values, "values", min_draws)
     sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return DrawSummary(float(arr.mean()), sd, int(arr.size))

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, check_int
 from .protocol import PROFILES, Experiment
 
 __all__ = [
@@ -204,8 +204,7 @@ def cells(
         if k in grid:
             grid[k] = vals
     if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise InvalidArgument("seeds", seeds, "must be an int >= 1 or None")
+        check_int("seeds", seeds, none=True)
         grid["seed"] = list(grid["seed"])[:seeds]
     names = list(grid)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from conserve_verified.errors import InvalidArgument
+from conserve_verified.errors import InvalidArgument, check_int
 
 __all__ = ["Interval", "mcnemar", "newcombe", "wilson"]
 
@@ -42,8 +42,7 @@ class Interval:
 
 
 def _counts(k: int, n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InvalidArgument("n", n, "must be an int >= 1")
+    check_int("n", n)
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
         raise InvalidArgument("k", k, f"must be an int in [0, {n}]")
 
