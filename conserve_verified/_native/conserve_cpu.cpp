@@ -67,27 +67,15 @@ inline void store(c10::BFloat16* out, float v) {
   out->x = static_cast<uint16_t>(bits >> 16);
 }
 
+// The end of the lane-fold order: the 16 lane sums folded left to right (lanes is
+// null for a row shorter than one vector), then the tail elements added one by one.
 template <typename T>
-inline float sum_squares(const T* x, int64_t n) {
-  const int64_t vectors = n / kLanes;
+inline float fold_then_tail(const float* lanes, const T* x, int64_t vectors, int64_t n) {
   float total = 0.0f;
   bool started = false;
-  if (vectors > 0) {
-    float acc[kLanes];
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const float v = to_float(x[j]);
-      acc[j] = v * v;
-    }
-    for (int64_t b = 1; b < vectors; ++b) {
-      const T* p = x + b * kLanes;
-      for (int64_t j = 0; j < kLanes; ++j) {
-        const float v = to_float(p[j]);
-        const float sq = v * v;
-        acc[j] = acc[j] + sq;
-      }
-    }
-    total = acc[0];
-    for (int64_t j = 1; j < kLanes; ++j) total = total + acc[j];
+  if (lanes != nullptr) {
+    total = lanes[0];
+    for (int64_t j = 1; j < kLanes; ++j) total = total + lanes[j];
     started = true;
   }
   for (int64_t i = vectors * kLanes; i < n; ++i) {
@@ -97,6 +85,26 @@ inline float sum_squares(const T* x, int64_t n) {
     started = true;
   }
   return total;
+}
+
+template <typename T>
+inline float sum_squares(const T* x, int64_t n) {
+  const int64_t vectors = n / kLanes;
+  if (vectors == 0) return fold_then_tail<T>(nullptr, x, vectors, n);
+  float acc[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) {
+    const float v = to_float(x[j]);
+    acc[j] = v * v;
+  }
+  for (int64_t b = 1; b < vectors; ++b) {
+    const T* p = x + b * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float v = to_float(p[j]);
+      const float sq = v * v;
+      acc[j] = acc[j] + sq;
+    }
+  }
+  return fold_then_tail(acc, x, vectors, n);
 }
 
 // sum of double(x_i)^2: every square exact in double (at most 48 significant bits),
@@ -152,28 +160,16 @@ CONSERVE_AVX512_TARGET inline __m512 load_bf16(const c10::BFloat16* p) {
 // the tail added one by one).
 CONSERVE_AVX512_TARGET inline float sum_squares_avx512(const c10::BFloat16* x, int64_t n) {
   const int64_t vectors = n / kLanes;
-  float total = 0.0f;
-  bool started = false;
-  if (vectors > 0) {
-    __m512 v = load_bf16(x);
-    __m512 acc = _mm512_mul_ps(v, v);
-    for (int64_t b = 1; b < vectors; ++b) {
-      v = load_bf16(x + b * kLanes);
-      acc = _mm512_add_ps(acc, _mm512_mul_ps(v, v));
-    }
-    alignas(64) float lanes[kLanes];
-    _mm512_store_ps(lanes, acc);
-    total = lanes[0];
-    for (int64_t j = 1; j < kLanes; ++j) total = total + lanes[j];
-    started = true;
+  if (vectors == 0) return fold_then_tail<c10::BFloat16>(nullptr, x, vectors, n);
+  __m512 v = load_bf16(x);
+  __m512 acc = _mm512_mul_ps(v, v);
+  for (int64_t b = 1; b < vectors; ++b) {
+    v = load_bf16(x + b * kLanes);
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(v, v));
   }
-  for (int64_t i = vectors * kLanes; i < n; ++i) {
-    const float v = to_float(x[i]);
-    const float sq = v * v;
-    total = started ? total + sq : sq;
-    started = true;
-  }
-  return total;
+  alignas(64) float lanes[kLanes];
+  _mm512_store_ps(lanes, acc);
+  return fold_then_tail(lanes, x, vectors, n);
 }
 
 CONSERVE_AVX512_TARGET void forward_range_bf16_avx512(const c10::BFloat16* x, c10::BFloat16* y,
