@@ -12,7 +12,14 @@ import torch
 
 from conserve_verified.errors import InvalidArgument
 
-from . import hypothesis_rate, operator_ratios, pipeline_overhead, proof_times, propagation_speed
+from . import (
+    hypothesis_rate,
+    operator_ratios,
+    paired_ratios,
+    pipeline_overhead,
+    proof_times,
+    propagation_speed,
+)
 from ._timing import load_average, set_threads
 
 __all__ = ["PROFILES", "SECTIONS", "Profile", "run"]
@@ -38,6 +45,8 @@ class Profile:
         hypothesis_examples: examples per property test.
         compile_backend: ``torch.compile`` backend of the compiled rows (``"inductor"``;
             ``"aot_eager"`` in the tiny profile: the same trace without a C++ build).
+        pairs: back-to-back repetitions of each paired comparison.
+        pair_run_time: seconds of ``blocked_autorange`` per candidate and pair.
     """
 
     name: str
@@ -54,6 +63,8 @@ class Profile:
     propagation: tuple[int, int, int, int]
     hypothesis_examples: int
     compile_backend: str = "inductor"
+    pairs: int = 13
+    pair_run_time: float = 0.05
 
     def dtype_objects(self) -> list[torch.dtype]:
         return [getattr(torch, d) for d in self.dtypes]
@@ -75,6 +86,8 @@ PROFILES: dict[str, Profile] = {
         propagation=(2, 4, 3, 16),
         hypothesis_examples=2,
         compile_backend="aot_eager",
+        pairs=2,
+        pair_run_time=0.001,
     ),
     "quick": Profile(
         name="quick",
@@ -105,6 +118,8 @@ PROFILES: dict[str, Profile] = {
         proof_timeout_s=20.0,
         propagation=(8, 128, 6, 10_000),
         hypothesis_examples=200,
+        pairs=25,
+        pair_run_time=0.1,
     ),
 }
 
@@ -112,6 +127,7 @@ PROFILES: dict[str, Profile] = {
 SECTIONS: dict[str, Callable[[Profile], dict[str, Any]]] = {
     "operator": operator_ratios.run,
     "pipeline": pipeline_overhead.run,
+    "paired": paired_ratios.run,
     "proofs": proof_times.run,
     "propagation": propagation_speed.run,
     "hypothesis": hypothesis_rate.run,

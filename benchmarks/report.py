@@ -291,6 +291,44 @@ def _propagation(sec: dict[str, Any]) -> list[str]:
     return out
 
 
+def _iqr(r: dict[str, Any]) -> str:
+    return f"{r['median']:.2f} [{r['q1']:.2f}, {r['q3']:.2f}]"
+
+
+def _paired(sec: dict[str, Any]) -> list[str]:
+    feats = sorted({r["features"] for r in sec["eager"]})
+    dtypes = list(dict.fromkeys(r["dtype"] for r in sec["eager"]))
+
+    def grid(rows: list[dict[str, Any]]) -> list[str]:
+        by = {(r["dtype"], r["features"]): r for r in rows}
+        return _table(
+            ["dtype", *(f"{n} features" for n in feats)],
+            [[d, *(_iqr(by[d, n]) for n in feats)] for d in dtypes],
+        )
+
+    checks = sec["checks"]
+    shape = " × ".join(map(str, checks["input_shape"]))
+    return [
+        "## Paired ratios",
+        "",
+        f"Each comparison timed back to back {sec['pairs']} times (one "
+        f"`blocked_autorange(min_run_time={sec['pair_run_time']})` per candidate); "
+        "median of the per-pair ratios, interquartile range in brackets.",
+        "",
+        f"Forward, conserve / the faster of `rms_norm` and `normalize` (batch {sec['batch']}):",
+        "",
+        *grid(sec["eager"]),
+        "",
+        "Compiled forward (`torch.compile(fullgraph=True, dynamic=False)`, backend "
+        f"`{sec['compile_backend']}`), conserve / the faster compiled peer:",
+        "",
+        *grid(sec["compiled"]),
+        "",
+        f"MLP {shape}, inference: checks on / off **{_iqr(checks['checks_on_vs_off'])}**; "
+        f"conserved (checks off) / plain {_iqr(checks['conserved_vs_plain'])}.",
+    ]
+
+
 def _hypothesis(sec: dict[str, Any]) -> list[str]:
     out = [f"## Hypothesis: examples per second (`{sec['file']}`)", ""]
     out += _table(
@@ -303,6 +341,7 @@ def _hypothesis(sec: dict[str, Any]) -> list[str]:
 _SECTIONS = {
     "operator": _operator,
     "pipeline": _pipeline,
+    "paired": _paired,
     "proofs": _proofs,
     "propagation": _propagation,
     "hypothesis": _hypothesis,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,14 @@ def test_bench_command_writes_json_and_markdown(
     assert set(result["sections"]) == set(benchmarks.SECTIONS)
     markdown = out_md.read_text()
     assert markdown == capsys.readouterr().out
-    for heading in ("## Operator", "## Pipeline", "## Proof suite", "## Noise", "## Hypothesis"):
+    for heading in (
+        "## Operator",
+        "## Pipeline",
+        "## Paired ratios",
+        "## Proof suite",
+        "## Noise",
+        "## Hypothesis",
+    ):
         assert heading in markdown
 
     rows = result["sections"]["operator"]["rows"]
@@ -48,6 +56,13 @@ def test_bench_command_writes_json_and_markdown(
                 r["ratios"][f"normalize_vs_plain.{label}"],
                 ms[f"normalized.{label}"] / ms[f"plain.{label}"],
             )
+    pairs = result["sections"]["paired"]
+    assert [(r["dtype"], r["features"]) for r in pairs["eager"]] == [
+        (d, 16) for d in ("float32", "bfloat16")
+    ]
+    for r in [*pairs["eager"], *pairs["compiled"], *pairs["checks"].values()]:
+        if isinstance(r, dict):
+            assert r["pairs"] == 2 and 0 < r["q1"] <= r["median"] <= r["q3"]
     proofs = result["sections"]["proofs"]
     assert len(proofs["rows"]) == 1 and proofs["registered"] >= 1
     assert result["sections"]["propagation"]["taps"] > 0
@@ -98,3 +113,16 @@ def test_bench_threads_and_rounds_override_the_profile(tmp_path: Path) -> None:
     assert result["machine"]["threads"] == 1
     with pytest.raises(SystemExit):
         bench_main(["--tiny", "--threads", "0"])
+
+
+def test_paired_ratio_is_the_candidate_over_its_fastest_peer() -> None:
+    from benchmarks.paired_ratios import paired
+
+    def spin(k: int) -> Callable[[], int]:
+        return lambda: sum(range(k))
+
+    r = paired(spin(20_000), [spin(80_000), spin(10_000)], pairs=3, run_time=0.01, threads=1)
+    # the fastest peer (10k) is twice as fast as the candidate (20k): a ratio near 2
+    assert r["pairs"] == 3 and 1.2 < r["median"] < 3.5
+    one = paired(spin(1000), [spin(1000)], pairs=1, run_time=0.001, threads=1)
+    assert one["q1"] == one["median"] == one["q3"]
