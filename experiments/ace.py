@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -443,7 +444,9 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                         fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"])),
                     ]
                     + [
-                        fmt_ci(values(rs, lambda r, q=q, c=conv, e=ev: _retention(r, q, c, e)))
+                        fmt_ci(
+                            values(rs, partial(_retention, sigma=q, convention=conv, eval_arm=ev))
+                        )
                         for q in sigmas
                     ]
                     + [fmt_ci(values(rs, lambda r: r["metrics"]["final_violation"]), 4)]
@@ -483,7 +486,10 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         for ax, conv in zip(axes, _CONVENTIONS, strict=True):
             series = {
                 (s if ev is None else f"{s} [{ev}]"): [
-                    values(energy.get(s, []), lambda r, q=q, c=conv, e=ev: _retention(r, q, c, e))
+                    values(
+                        energy.get(s, []),
+                        partial(_retention, sigma=q, convention=conv, eval_arm=ev),
+                    )
                     for q in sigmas
                 ]
                 for s, ev in [*((s, None) for s in _STRATEGIES), ("hard", "normalized")]

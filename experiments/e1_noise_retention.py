@@ -27,6 +27,7 @@ the first 2,000: no-ops on digits, a cap for Fashion-MNIST.
 from __future__ import annotations
 
 import pathlib
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -59,7 +60,7 @@ _SIGMAS = [0.1, 0.2, 0.5, 1.0]
 _CONSERVED = ["conserved", "conserved:E=baseline", "conserved:E=4", "conserved:E=25"]
 _ARMS = ["baseline", "energy_penalized", *_CONSERVED]
 _CONV_TAGS = {"relative": "SNR-matched (clean RMS)", "absolute": "absolute σ, E-dependent"}
-_COMMON = {
+_COMMON: dict[str, list[Any]] = {
     "model": ["mlp"],
     "depth": [4],
     "width": [64],
@@ -147,7 +148,7 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
             rows += attribution_rows("E1", label, total, est, note)
         for arm in ("baseline", "energy_penalized", "conserved"):
             mean, sd = paper[arm]
-            v = values(by_arm.get(arm, []), lambda r, c=conv: stored(r, level=0.2, convention=c))
+            v = values(by_arm.get(arm, []), partial(stored, level=0.2, convention=conv))
             rows.append(
                 level_row("E1", f"retention % {arm}, σ=0.2, {tag}, E=1", mean, v, sd, 5, note)
             )
@@ -199,8 +200,8 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                             fmt_ci(
                                 values(
                                     rs,
-                                    lambda r, s=s, c=conv, e=ev, f=field: stored(
-                                        r, level=s, convention=c, eval_arm=e, field=f
+                                    partial(
+                                        stored, level=s, convention=conv, eval_arm=ev, field=field
                                     ),
                                 )
                             )
@@ -255,7 +256,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
             series[name] = [
                 values(
                     by_arm.get(arm, []),
-                    lambda r, s=s, c=conv, e=ev: stored(r, level=s, convention=c, eval_arm=e),
+                    partial(stored, level=s, convention=conv, eval_arm=ev),
                 )
                 for s in sigmas
             ]
@@ -273,7 +274,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
             f"{ev} ({conv})": [
                 values(
                     by_arm[a],
-                    lambda r, c=conv, e=ev: stored(r, level=0.2, convention=c, eval_arm=e),
+                    partial(stored, level=0.2, convention=conv, eval_arm=ev),
                 )
                 for a in present
             ]

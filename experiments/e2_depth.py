@@ -17,6 +17,7 @@ the first 2,000: no-ops on digits, a cap for Fashion-MNIST.
 from __future__ import annotations
 
 import pathlib
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -47,7 +48,7 @@ CLAIMS = ("E2",)
 
 _ARMS = ["baseline", "conserved"]
 _CONV_TAGS = {"relative": "SNR-matched (clean RMS)", "absolute": "absolute σ, E-dependent"}
-_COMMON = {"model": ["mlp"], "width": [64], "sigma": [0.2], "draws": [20]}
+_COMMON: dict[str, list[Any]] = {"model": ["mlp"], "width": [64], "sigma": [0.2], "draws": [20]}
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "smoke": {
         "arm": _ARMS,
@@ -116,7 +117,7 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
         for d in depths:
             cons = groups.get((d, "conserved"), [])
             for ev in ("conserved", "normalized"):
-                v = values(cons, lambda r, c=conv, e=ev: _get(r, c, e))
+                v = values(cons, partial(_get, conv=conv, eval_arm=ev))
                 rows.append(level_row("E2", f"retention % {ev}, depth {d}, σ=0.2, {tag}", paper, v))
             rows += attribution_rows(
                 "E2",
@@ -130,10 +131,10 @@ def claim_rows(records: list[Record]) -> list[dict[str, Any]]:
             for ev in ("conserved", "normalized"):
                 a, b, _ = pair_by_seed(
                     per_seed(
-                        groups.get((hi, "conserved"), []), lambda r, c=conv, e=ev: _get(r, c, e)
+                        groups.get((hi, "conserved"), []), partial(_get, conv=conv, eval_arm=ev)
                     ),
                     per_seed(
-                        groups.get((lo, "conserved"), []), lambda r, c=conv, e=ev: _get(r, c, e)
+                        groups.get((lo, "conserved"), []), partial(_get, conv=conv, eval_arm=ev)
                     ),
                 )
                 if a:
@@ -170,7 +171,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                     [d, arm if ev is None else f"{arm} [{ev}]"]
                     + [fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
                     + [
-                        fmt_ci(values(rs, lambda r, c=c, e=ev, f=f: _get(r, c, e, f)))
+                        fmt_ci(values(rs, partial(_get, conv=c, eval_arm=ev, field=f)))
                         for c in ("relative", "absolute")
                         for f in ("retention_pct", "accuracy")
                     ]
@@ -202,7 +203,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
     for ax, conv in zip(axes, ("relative", "absolute"), strict=True):
         series = {
             name: [
-                values(groups.get((d, arm), []), lambda r, c=conv, e=ev: _get(r, c, e))
+                values(groups.get((d, arm), []), partial(_get, conv=conv, eval_arm=ev))
                 for d in depths
             ]
             for name, arm, ev in (

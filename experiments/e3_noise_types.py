@@ -24,6 +24,7 @@ the first 2,000: no-ops on digits, a cap for Fashion-MNIST.
 from __future__ import annotations
 
 import pathlib
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -58,7 +59,13 @@ _ARMS = ["baseline", "conserved"]
 _NOISES = {"bias": 0.2, "gaussian": 0.2, "adversarial": 0.05, "dropout": 0.2}
 _SCALED = ("bias", "gaussian")
 _CONV_TAGS = {"relative": "SNR-matched (clean RMS)", "absolute": "absolute, E-dependent"}
-_COMMON = {"model": ["mlp"], "depth": [4], "width": [64], "noises": [_NOISES], "draws": [20]}
+_COMMON: dict[str, list[Any]] = {
+    "model": ["mlp"],
+    "depth": [4],
+    "width": [64],
+    "noises": [_NOISES],
+    "draws": [20],
+}
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "smoke": {
         "arm": _ARMS,
@@ -182,7 +189,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                     [arm if ev is None else f"{arm} [{ev}]"]
                     + [fmt_ci(values(rs, lambda r: 100 * r["metrics"]["clean_accuracy"]))]
                     + [
-                        fmt_ci(values(rs, lambda r, k=k, c=c, e=ev, f=field: _get(r, k, c, e, f)))
+                        fmt_ci(values(rs, partial(_get, kind=k, conv=c, ev=ev, field=field)))
                         for k, _l, c in conds
                     ]
                 )

@@ -27,6 +27,7 @@ most 3,000 samples (a seeded subset) and tests on the first 500: no-ops on digit
 from __future__ import annotations
 
 import pathlib
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -66,7 +67,12 @@ _SETTINGS = [
     ("without_batchnorm_sigma0.2", False, 0.2),
     ("without_batchnorm_sigma0.5", False, 0.5),
 ]
-_COMMON = {"model": ["resnet18"], "batchnorm": [True, False], "sigmas": [_SIGMAS], "draws": [20]}
+_COMMON: dict[str, list[Any]] = {
+    "model": ["resnet18"],
+    "batchnorm": [True, False],
+    "sigmas": [_SIGMAS],
+    "draws": [20],
+}
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "smoke": {
         "arm": ["baseline", "conserved"],
@@ -209,8 +215,8 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
                             fmt_ci(
                                 values(
                                     rs,
-                                    lambda r, s=s, c=c, e=ev, f=field: stored(
-                                        r, level=s, convention=c, eval_arm=e, field=f
+                                    partial(
+                                        stored, level=s, convention=c, eval_arm=ev, field=field
                                     ),
                                 )
                             )
@@ -269,7 +275,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
             series[name] = [
                 values(
                     g.get((bn, arm), []),
-                    lambda r, s=s, e=ev: stored(r, level=s, convention="relative", eval_arm=e),
+                    partial(stored, level=s, convention="relative", eval_arm=ev),
                 )
                 for s in _SIGMAS
             ]

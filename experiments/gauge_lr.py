@@ -157,7 +157,8 @@ def run_cell(config: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
         objective.backward()
         with torch.no_grad():
             for p in model.parameters():
-                p -= lr * p.grad  # type: ignore[operator]
+                assert p.grad is not None  # every parameter is in the loss
+                p.sub_(lr * p.grad)
         if method == "gauge_step":
             log_scale_penalty_step(model, s, GAUGE_RATE)
     loss0, final = losses[0], losses[-1]

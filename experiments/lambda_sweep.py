@@ -44,7 +44,11 @@ ANOVA_LAMBDA = 1e-2
 #: Grid value of ``dataset`` that stands for the run's ``--data`` (digits by default), so the
 #: architecture × dataset design is (``--data``, MNIST-1D).
 RUN_DATA = "@data"
-_COMMON = {"arch": ["mlp", "cnn"], "dataset": [RUN_DATA, "mnist1d"], "lam": _LAMBDAS}
+_COMMON: dict[str, list[Any]] = {
+    "arch": ["mlp", "cnn"],
+    "dataset": [RUN_DATA, "mnist1d"],
+    "lam": _LAMBDAS,
+}
 #: The report's dataset label: the design crosses the run's data with MNIST-1D.
 DATA_LABEL = "{data} × MNIST-1D"
 #: Claim M1 "energy down to ~6% of baseline": reproduced when our CI lies within ±this many

@@ -192,29 +192,33 @@ def _validation(config: dict[str, Any], data: Any) -> dict[str, Any]:
     energy = _mean_energy(plain, x_train)
     conserved = Conserved(*mods, energy=energy).eval()
     x = x_test[: int(config["inputs"])]
+    first: Any = mods[1]
+    last: Any = mods[2]
     weights = {
-        "stages.1.0:Linear": mods[1][0].weight.detach(),  # type: ignore[index]
-        "stages.2:Linear": mods[2].weight.detach(),
+        "stages.1.0:Linear": first[0].weight.detach(),
+        "stages.2:Linear": last.weight.detach(),
     }
     runs = []
     for placement in ("neuron", "boundary"):
         for kind in _NOISE_TYPES:
             for arm, model in (("plain", plain), ("conserved", conserved)):
                 inj = _injector(kind, float(config["sigma"]), seed)
-                kw = {f"{placement}_noise": inj}
+                kw: dict[str, Any] = {f"{placement}_noise": inj}
                 # one untimed warm-up call of each estimator (first-call costs excluded
                 # alike), with its own injector so the timed draws are not shifted
-                warm = {f"{placement}_noise": _injector(kind, float(config["sigma"]), seed)}
-                predict(model, x, **warm)  # type: ignore[arg-type]
-                monte_carlo(model, x, samples=WARMUP_SAMPLES, **warm)  # type: ignore[arg-type]
+                warm: dict[str, Any] = {
+                    f"{placement}_noise": _injector(kind, float(config["sigma"]), seed)
+                }
+                predict(model, x, **warm)
+                monte_carlo(model, x, samples=WARMUP_SAMPLES, **warm)
                 times = []
                 for _ in range(PREDICT_REPEATS):
                     t0 = time.perf_counter()
-                    pred = predict(model, x, **kw)  # type: ignore[arg-type]
+                    pred = predict(model, x, **kw)
                     times.append(time.perf_counter() - t0)
                 t_pred = statistics.median(times)
                 t0 = time.perf_counter()
-                mc = monte_carlo(model, x, samples=int(config["samples"]), **kw)  # type: ignore[arg-type]
+                mc = monte_carlo(model, x, samples=int(config["samples"]), **kw)
                 t_mc = time.perf_counter() - t0
                 runs.append(
                     {

@@ -174,8 +174,8 @@ def run(config: dict[str, Any], out_dir: pathlib.Path | None) -> dict[str, Any]:
         if key not in memo:
             specs = [
                 TrialSpec(
-                    target=tuple(map(float, t)),
-                    goal=tuple(map(float, g)),
+                    target=(float(t[0]), float(t[1]), float(t[2])),
+                    goal=(float(g[0]), float(g[1]), float(g[2])),
                     tolerance=TOLERANCE,
                     time_limit=TIME_LIMIT,
                     keep_trajectory=(i == 0),
