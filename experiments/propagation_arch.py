@@ -149,9 +149,14 @@ def _timed_predict(
     return pred, statistics.median(times)
 
 
+def _worst(values: list[float | None]) -> float | None:
+    """The largest of the known ``values`` (``None`` when none is known)."""
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
 def _max_error(rows: list[dict[str, Any]]) -> float | None:
-    errors = [r["rel_error"] for r in rows if r["rel_error"] is not None]
-    return max(errors) if errors else None
+    return _worst([r["rel_error"] for r in rows])
 
 
 def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -197,11 +202,6 @@ def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:
     return "–" if v is None else format(v, spec)
-
-
-def _worst(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
 
 
 def validation_rows(records: list[Record]) -> list[dict[str, Any]]:
