@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
-from conserve_verified import Conserved, Pipeline, conserve, contracts
-from conserve_verified.models import mlp_stages
+from conserve_verified import conserve
+
+from .pipeline_overhead import mlp_models, step
 
 if TYPE_CHECKING:
     from ._suite import Profile
@@ -100,28 +101,15 @@ def _shape_rows(profile: Profile) -> tuple[list[dict[str, Any]], list[dict[str, 
     return eager, compiled
 
 
-def _inference(model: torch.nn.Module, x: torch.Tensor, mode: contracts.CheckMode) -> Fn:
-    def step() -> Any:
-        with contracts.checks(mode), torch.no_grad():
-            return model(x)
-
-    return step
-
-
 def _checks(profile: Profile) -> dict[str, Any]:
-    torch.manual_seed(0)
-    batch, width = profile.mlp
-    stages = mlp_stages((width,), num_classes=10, width=width, depth=4)
-    x = torch.randn(batch, width)
-    conserved = Conserved(*stages, energy=width)
-    plain = Pipeline(*stages)
-    on, off = _inference(conserved, x, "raise"), _inference(conserved, x, "off")
+    plain, conserved, x = mlp_models(profile)
+    on, off = step(conserved, x, False, "raise"), step(conserved, x, False, "off")
     args = (profile.pairs, profile.pair_run_time, profile.threads)
     return {
         "model": "mlp",
-        "input_shape": [batch, width],
+        "input_shape": list(x.shape),
         "checks_on_vs_off": paired(on, [off], *args),
-        "conserved_vs_plain": paired(off, [_inference(plain, x, "off")], *args),
+        "conserved_vs_plain": paired(off, [step(plain, x, False, "off")], *args),
     }
 
 

@@ -44,12 +44,14 @@ from ._timing import best_of_rounds
 if TYPE_CHECKING:
     from ._suite import Profile
 
-__all__ = ["model_row", "run"]
+__all__ = ["mlp_models", "model_row", "run", "step"]
 
 
-def _step(
+def step(
     model: nn.Module, x: torch.Tensor, train: bool, mode: contracts.CheckMode
 ) -> Callable[[], Any]:
+    """One timed step of ``model`` on ``x`` under checks ``mode``: the forward in
+    ``no_grad`` (``train=False``) or the gradient of ``mean(model(x)**2)``."""
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step() -> Any:
@@ -68,11 +70,11 @@ def _normalize_boundary(h: torch.Tensor, index: int) -> torch.Tensor:
 
 
 def _normalized_step(plain: Pipeline, x: torch.Tensor, train: bool) -> Callable[[], Any]:
-    step = _step(plain, x, train, "off")
+    inner = step(plain, x, train, "off")
 
     def run() -> Any:
         with plain.boundary_hook(_normalize_boundary):
-            return step()
+            return inner()
 
     return run
 
@@ -99,14 +101,14 @@ def model_row(
     )
     candidates: dict[str, Callable[[], Any]] = {}
     for train, label in ((False, "fwd"), (True, "fwd_bwd")):
-        candidates[f"plain.{label}"] = _step(plain, x, train, "off")
-        candidates[f"conserved.{label}"] = _step(conserved, x, train, "off")
-        candidates[f"conserved_checks.{label}"] = _step(conserved, x, train, "raise")
+        candidates[f"plain.{label}"] = step(plain, x, train, "off")
+        candidates[f"conserved.{label}"] = step(conserved, x, train, "off")
+        candidates[f"conserved_checks.{label}"] = step(conserved, x, train, "raise")
         candidates[f"normalized.{label}"] = _normalized_step(plain, x, train)
         if compiled_rows:
-            candidates[f"plain_compiled.{label}"] = _step(compiled_plain, x, train, "off")
-            candidates[f"conserved_compiled.{label}"] = _step(compiled, x, train, "off")
-            candidates[f"conserved_compiled_checks.{label}"] = _step(compiled, x, train, "raise")
+            candidates[f"plain_compiled.{label}"] = step(compiled_plain, x, train, "off")
+            candidates[f"conserved_compiled.{label}"] = step(compiled, x, train, "off")
+            candidates[f"conserved_compiled_checks.{label}"] = step(compiled, x, train, "raise")
     t = best_of_rounds(candidates, profile.min_run_time, profile.threads, profile.rounds)
     ms = {k: v["median_ms"] for k, v in t.items()}
     ratios = {}
@@ -132,14 +134,20 @@ def model_row(
     return {"model": name, "input_shape": list(x.shape), "timings": t, "ratios": ratios}
 
 
-def run(profile: Profile) -> dict[str, Any]:
-    """The MLP and the ResNet-18 of ``profile``."""
+def mlp_models(profile: Profile) -> tuple[Pipeline, Conserved, torch.Tensor]:
+    """The 4-stage MLP of ``profile.mlp`` (seed 0): the plain pipeline, the conserved one
+    on the same stages (energy = width) and an input batch."""
     torch.manual_seed(0)
     batch, width = profile.mlp
     stages = mlp_stages((width,), num_classes=10, width=width, depth=4)
     x = torch.randn(batch, width)
-    conserved = Conserved(*stages, energy=width)
-    rows = [model_row("mlp", Pipeline(*stages), conserved, x, profile, compiled_rows=True)]
+    return Pipeline(*stages), Conserved(*stages, energy=width), x
+
+
+def run(profile: Profile) -> dict[str, Any]:
+    """The MLP and the ResNet-18 of ``profile``."""
+    plain, conserved, x = mlp_models(profile)
+    rows = [model_row("mlp", plain, conserved, x, profile, compiled_rows=True)]
 
     batch, base, size = profile.resnet
     shape = (3, size, size)
