@@ -269,7 +269,7 @@ void forward_into(const at::Tensor& x, at::Tensor& y, float* nrm, int64_t rows, 
                   double r) {
   const float r32 = static_cast<float>(r);
 #ifdef CONSERVE_BF16_AVX512
-  if (x.scalar_type() == at::kBFloat16 && has_bf16_avx512() && !portable_only) {
+  if (x.scalar_type() == at::kBFloat16 && bf16_avx512()) {
     forward_rows_bf16_avx512(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), nrm, rows,
                              n, r32);
     return;
