@@ -93,6 +93,7 @@ __all__ = [
     "LayerNoise",
     "accumulated_variance",
     "linear_noise_gain",
+    "mean_variance_se",
     "monte_carlo",
     "predict",
     "relu_gaussian_moments",
@@ -312,6 +313,10 @@ class LayerNoise:
             (``None`` where not recorded); ``mean - signal`` is the systematic
             part of the noise (:attr:`bias`), e.g. the mean shift of a
             :class:`~conserve_verified.noise.BiasNoise`, whose variance is 0.
+        variance_se: ``(B,)`` from :func:`monte_carlo`, the standard error of
+            ``variance[b].mean()`` (the sampling error of the estimate, see
+            :func:`mean_variance_se`); ``None`` for :func:`predict`, whose
+            variance is computed, not sampled.
     """
 
     name: str
@@ -320,6 +325,7 @@ class LayerNoise:
     linearity: torch.Tensor | None = None
     outside: torch.Tensor | None = None
     mean: torch.Tensor | None = None
+    variance_se: torch.Tensor | None = None
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -336,6 +342,17 @@ class LayerNoise:
     def noise_variance(self) -> float:
         """Mean over inputs and units of the noise variance."""
         return float(self.variance.mean())
+
+    @property
+    def noise_variance_se(self) -> float | None:
+        """Standard error of :attr:`noise_variance` (``None`` unless sampled).
+
+        Identity: ``sqrt(sum_b variance_se[b]^2) / B`` -- the inputs' estimates are
+        independent and :attr:`noise_variance` is their mean.
+        """
+        if self.variance_se is None:
+            return None
+        return float(self.variance_se.pow(2).sum().sqrt() / self.variance_se.numel())
 
     @property
     def signal_power(self) -> float:
@@ -924,16 +941,38 @@ def monte_carlo(
     for b in range(x.shape[0]):
         rows = x[b : b + 1].expand(samples, *x.shape[1:]).contiguous()
         acts = [_flat(a).to(torch.float64) for a in taps(model, rows, boundary_noise, neuron_noise)]
-        per_input.append([(a.var(0), a.mean(0)) for a in acts])
+        per_input.append([(a.var(0), a.mean(0), mean_variance_se(a)) for a in acts])
     return [
         LayerNoise(
             name,
             torch.stack([v[k][0] for v in per_input]),
             clean[k],
             mean=torch.stack([v[k][1] for v in per_input]),
+            variance_se=torch.stack([v[k][2] for v in per_input]),
         )
         for k, name in enumerate(names)
     ]
+
+
+def mean_variance_se(samples: torch.Tensor) -> torch.Tensor:
+    """Standard error of the unit-mean sample variance of ``samples`` (``(S, n)``), 0-d.
+
+    The estimate ``m = samples.var(0).mean()`` is ``S / (S - 1)`` times the mean over
+    draws of ``q_s = mean_j (samples[s, j] - mean_j)^2``; its standard error is taken
+    as ``S / (S - 1) * std(q) / sqrt(S)`` (the delta method, treating the sample mean
+    as known: the neglected term is O(1/S) relative).
+
+    Identity: for ``q`` of independent draws, ``mean_variance_se(a) ** 2 * S`` estimates
+    ``Var(q) * (S / (S - 1))^2`` (``tests/test_propagation.py`` checks the spread of
+    repeated estimates against it).
+    """
+    s = samples.shape[0]
+    if s < 2:
+        raise InvalidArgument(
+            "samples", f"<tensor of shape {tuple(samples.shape)}>", "need >= 2 draws"
+        )
+    q = (samples - samples.mean(0)).pow(2).flatten(1).mean(1)
+    return q.std() * (s / (s - 1)) / math.sqrt(s)
 
 
 # --------------------------------------------------------------------------- graph models

@@ -218,6 +218,8 @@ def test_docs_tutorial_own_model_shows_its_output_from_this_build(built: dict[st
         assert fragment in text, fragment
     errors = [float(e) for e in re.findall(r"rel\. error (\d+\.\d+)%", text)]
     assert len(errors) == 2 and max(errors) <= 10.0
+    ses = [float(e) for e in re.findall(r"Monte Carlo rel\. SE (\d+\.\d+)%", text)]
+    assert len(ses) == 2 and all(0.0 < se < 10.0 for se in ses)
 
 
 # --------------------------------------------------------------------------- Markdown

@@ -274,6 +274,48 @@ def test_propagation_arch_report_reads_records_without_the_first_order_predictor
     cfg = {"sigma": 0.02, "inputs": 1, "samples": 10, "width": 2, "epochs": 1}
     text = module.report([{**records[0], "config": {**records[0]["config"], **cfg}}], tmp_path)
     assert (
-        "| cnn | baseline | 1 | 4 | 50.0% | 1.00% | yes | 12.0× | **no** | – | – | – | – | 1 |"
-        in text
+        "| cnn | baseline | 1 | 4 | 50.0% | – | 1.00% | – | yes | 12.0× | **no** "
+        "| – | – | – | – | – | 1 |" in text
     )
+
+
+def test_propagation_arch_resolved_counts_errors_beyond_two_monte_carlo_standard_errors() -> None:
+    import experiments.propagation_arch as module
+
+    def boundary(err: float, se: float) -> dict[str, Any]:
+        resolved = err > module.RESOLVED_SE * se
+        return {"features": 4, "rel_error": err, "mc_rel_se": se, "resolved": resolved}
+
+    first = {
+        "boundaries": [boundary(0.3, 0.01), boundary(0.02, 0.005)],
+        "max_rel_error": 0.3,
+        "speedup": 9.0,
+    }
+    metrics = {
+        "clean_accuracy": 0.5,
+        "boundaries": [boundary(0.001, 0.004), boundary(0.05, 0.01)],
+        "max_rel_error": 0.05,
+        "speedup": 4.0,
+        "first_order": first,
+    }
+    rec = {"experiment": module.NAME, "config": {"model": "cnn", "arm": "baseline"}}
+    (row,) = module.validation_rows([{**rec, "metrics": metrics}, {**rec, "metrics": metrics}])
+    assert row["resolved"] == "2/4"  # 0.05 > 2 x 0.01 at each seed; 0.001 < 2 x 0.004
+    assert row["first_order_resolved"] == "4/4"
+    assert row["mc_rel_se"] == 0.01
+
+
+def test_propagation_arch_boundary_rows_carry_the_monte_carlo_standard_error() -> None:
+    import experiments.propagation_arch as module
+
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+    pipe = Pipeline(*model)
+    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
+    noise = GaussianNoise(0.05, seed=3)
+    mc = monte_carlo(pipe, x, boundary_noise=noise, samples=400)
+    rows = module._boundary_rows(predict(pipe, x, boundary_noise=noise), mc)
+    assert rows
+    for r, m in zip(rows, [t for t in mc if t.name.startswith("boundary")], strict=True):
+        assert r["monte_carlo_se"] == m.noise_variance_se
+        assert 0 < r["mc_rel_se"] < 0.5
+        assert r["resolved"] == (r["rel_error"] > module.RESOLVED_SE * r["mc_rel_se"])

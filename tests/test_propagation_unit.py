@@ -28,6 +28,7 @@ from conserve_verified.propagation import (
     LayerNoise,
     accumulated_variance,
     linear_noise_gain,
+    mean_variance_se,
     monte_carlo,
     predict,
     relu_gaussian_moments,
@@ -429,3 +430,38 @@ def test_relu_rest_is_the_variance_beyond_the_linear_part() -> None:
         rest = _relu_rest(mean, var, a)
         torch.testing.assert_close(rest, (v - slope**2 * var).clamp_min(0), rtol=1e-9, atol=1e-15)
         assert float(rest[-2]) == 0.0 and float(rest[-1]) == 0.0  # far from the kink; no noise
+
+
+def test_mean_variance_se_is_the_spread_of_repeated_estimates() -> None:
+    # iid N(0, v) units: q_s ~ v chi2_n / n, so SE = v sqrt(2 / (n S)) to first order
+    gen = torch.Generator().manual_seed(7)
+    v, s, n, repeats = 0.3, 200, 5, 400
+    draws = torch.randn(repeats, s, n, generator=gen, dtype=torch.float64) * math.sqrt(v)
+    estimates = draws.var(1).mean(-1)
+    ses = torch.stack([mean_variance_se(d) for d in draws])
+    spread = float(estimates.std())
+    assert abs(float(ses.mean()) / spread - 1.0) < 0.15
+    assert abs(float(ses.mean()) / (v * math.sqrt(2.0 / (n * s))) - 1.0) < 0.1
+
+
+def test_mean_variance_se_needs_two_draws() -> None:
+    with pytest.raises(InvalidArgument, match="samples"):
+        mean_variance_se(torch.zeros(1, 3, dtype=torch.float64))
+
+
+def test_monte_carlo_records_the_standard_error_and_predict_does_not() -> None:
+    model = Pipeline(*_mlp())
+    x = _x(3)
+    noise = GaussianNoise(0.05, seed=1)
+    mc = monte_carlo(model, x, boundary_noise=noise, samples=300)
+    for m in mc:
+        assert m.variance_se is not None and m.variance_se.shape == (3,)
+        se = m.noise_variance_se
+        assert se is not None
+        assert se == pytest.approx(float(m.variance_se.pow(2).sum().sqrt()) / 3)
+        if m.noise_variance > 0:
+            assert 0 < se < m.noise_variance
+    assert all(
+        p.variance_se is None and p.noise_variance_se is None
+        for p in predict(model, x, boundary_noise=noise)
+    )
