@@ -937,7 +937,7 @@ def monte_carlo(
     )
     with _hooks_quiet(model):  # the clean pass: no noise in conserve_boundaries hooks either
         clean = [_flat(t).to(torch.float64) for t in taps(model, x, None, None)]
-    per_input: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    per_input: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = []
     for b in range(x.shape[0]):
         rows = x[b : b + 1].expand(samples, *x.shape[1:]).contiguous()
         acts = [_flat(a).to(torch.float64) for a in taps(model, rows, boundary_noise, neuron_noise)]
