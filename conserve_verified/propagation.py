@@ -89,6 +89,7 @@ from .operators import (
 
 __all__ = [
     "LINEARITY_THRESHOLD",
+    "RESOLVED_SE",
     "ActivationMode",
     "LayerNoise",
     "accumulated_variance",
@@ -97,6 +98,7 @@ __all__ = [
     "monte_carlo",
     "predict",
     "relu_gaussian_moments",
+    "resolved",
     "stationary_variance",
 ]
 
@@ -112,6 +114,20 @@ ActivationMode = Literal["gaussian", "slope"]
 #: (2-boundary) nets stay within 1% up to ratio 0.056, so the threshold is a
 #: conservative flag, not an error bound.
 LINEARITY_THRESHOLD = 0.02
+#: A predictor's error against :func:`monte_carlo` is *resolved* when it exceeds this
+#: many of the estimate's relative standard errors
+#: (:attr:`LayerNoise.noise_variance_rel_se`); a smaller difference is within the
+#: estimate's own sampling error (about 95% of draws, the estimate being a mean).
+RESOLVED_SE = 2.0
+
+
+def resolved(rel_error: float | None, rel_se: float | None) -> bool | None:
+    """Whether ``rel_error`` exceeds ``RESOLVED_SE * rel_se`` (``None`` if either is unknown)."""
+    if rel_error is None or rel_se is None:
+        return None
+    return rel_error > RESOLVED_SE * rel_se
+
+
 Injector = Callable[[torch.Tensor, int], torch.Tensor]
 
 _NOISY_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -353,6 +369,14 @@ class LayerNoise:
         if self.variance_se is None:
             return None
         return float(self.variance_se.pow(2).sum().sqrt() / self.variance_se.numel())
+
+    @property
+    def noise_variance_rel_se(self) -> float | None:
+        """:attr:`noise_variance_se` over :attr:`noise_variance` (``None`` unless sampled
+        with a nonzero variance)."""
+        se = self.noise_variance_se
+        v = self.noise_variance
+        return None if se is None or v <= 0 else se / v
 
     @property
     def signal_power(self) -> float:

@@ -50,7 +50,14 @@ from conserve_verified import Conserved, Pipeline
 from conserve_verified.atomic import atomic_savefig
 from conserve_verified.data import load
 from conserve_verified.noise import GaussianNoise, MultiplicativeNoise, NoiseInjector
-from conserve_verified.propagation import LINEARITY_THRESHOLD, LayerNoise, monte_carlo, predict
+from conserve_verified.propagation import (
+    LINEARITY_THRESHOLD,
+    RESOLVED_SE,
+    LayerNoise,
+    monte_carlo,
+    predict,
+    resolved,
+)
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import fmt_ci, group_by, markdown_table
 
@@ -168,12 +175,15 @@ def _tap_rows(pred: list[LayerNoise], mc: list[LayerNoise]) -> list[dict[str, An
         power = max(m.signal_power, 1e-30)
         zero = max(p.noise_variance, m.noise_variance) <= ZERO_FRACTION * power
         rel = None if zero else abs(p.noise_variance / m.noise_variance - 1.0)
+        rel_se = None if zero else m.noise_variance_rel_se
         rows.append(
             {
                 "tap": p.name,
                 "predicted": p.noise_variance,
                 "measured": m.noise_variance,
                 "rel_error": rel,
+                "mc_rel_se": rel_se,
+                "resolved": resolved(rel, rel_se),
                 "snr_predicted": None if math.isinf(p.snr) else p.snr,
                 "per_unit_measured": m.variance.mean(0).tolist(),
             }
@@ -293,6 +303,7 @@ def _fmt(v: float | None, spec: str = ".3g") -> str:
 def _validation_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
     lines: list[str] = []
     all_rel: list[float] = []
+    flags: list[bool] = []
     speedups: list[float] = []
     table = []
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -307,6 +318,10 @@ def _validation_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
             rels = [run["taps"][k]["rel_error"] for run in runs]
             if all(m == 0.0 and p == 0.0 for p, m in zip(preds, meas, strict=True)):
                 continue  # before the first noise source
+            ses = [run["taps"][k].get("mc_rel_se") for run in runs]
+            known_se = [v for v in ses if v is not None]
+            se = f"{100 * max(known_se):.2f}%" if known_se else "–"
+            flags += [f for f in (run["taps"][k].get("resolved") for run in runs) if f is not None]
             if all(e is None for e in rels):
                 err = "exact 0 (both ≤ 1e-9 · signal)"
             else:
@@ -321,6 +336,7 @@ def _validation_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
                     tap["tap"],
                     _fmt(sum(preds) / len(preds)),
                     _fmt(sum(meas) / len(meas)),
+                    se,
                     err,
                 ]
             )
@@ -333,15 +349,28 @@ def _validation_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
         f"noise samples each, {n_seeds} trained networks (seeds); training accuracy "
         + ", ".join(f"{r['metrics']['train_accuracy']:.3f}" for r in recs)
         + ".  Predicted and measured: mean over seeds of the per-layer noise variance "
-        "(mean over inputs and units); relative error: the worst over seeds.",
+        "(mean over inputs and units); MC rel. SE: the largest over seeds of the Monte "
+        "Carlo estimate's own relative standard error; relative error: the worst over seeds.",
         "",
         markdown_table(
-            ["placement", "noise", "arm", "tap", "predicted", "measured", "rel. error"], table
+            [
+                "placement",
+                "noise",
+                "arm",
+                "tap",
+                "predicted",
+                "measured",
+                "MC rel. SE",
+                "rel. error",
+            ],
+            table,
         ),
         "",
         f"Worst relative error over all {len(all_rel)} noisy taps: **{100 * worst:.2f}%** "
         f"(bound {100 * MAX_REL_ERROR:.0f}%): "
         f"**{'PASS' if worst <= MAX_REL_ERROR else 'FAIL'}**.",
+        "",
+        _resolution_line(flags),
         "",
         "Speed ratio (Monte Carlo time / predictor time, measured in the same run for each "
         f"configuration; predictor: median of {PREDICT_REPEATS} runs; n = {len(speedups)}): "
@@ -355,6 +384,18 @@ def _validation_section(recs: list[Record], out_dir: pathlib.Path) -> list[str]:
     _plot_validation(groups, out_dir / "propagation_predicted_vs_measured.png")
     lines += ["", "![predicted vs measured](propagation_predicted_vs_measured.png)", ""]
     return lines
+
+
+def _resolution_line(flags: list[bool]) -> str:
+    """How many tap errors (over seeds) the Monte Carlo estimate resolves."""
+    if not flags:
+        return "Monte Carlo standard errors: not recorded."
+    return (
+        f"Resolved: {sum(flags)} of {len(flags)} tap errors (taps × seeds) exceed "
+        f"{RESOLVED_SE:g} Monte Carlo standard errors; the others are within the "
+        "estimate's own sampling error, which then bounds the predictor's error "
+        "rather than measuring it."
+    )
 
 
 def _findings(recs: list[Record], groups: dict[tuple[str, str, str], list[Any]]) -> list[str]:

@@ -35,7 +35,7 @@ import torch
 
 from conserve_verified.data import load
 from conserve_verified.noise import GaussianNoise
-from conserve_verified.propagation import LayerNoise, monte_carlo, predict
+from conserve_verified.propagation import RESOLVED_SE, LayerNoise, monte_carlo, predict, resolved
 from conserve_verified.runner.conservation import train_arm
 from conserve_verified.runner.protocol import Record, RunContext
 from conserve_verified.runner.tables import group_by, markdown_table
@@ -109,32 +109,24 @@ def _config(config: dict[str, Any]) -> dict[str, Any]:
     return {**base, "model": "cnn", "depth": 3, "epochs": epochs, "lr": CNN_LR}
 
 
-#: A boundary's error is *resolved* when it exceeds this many Monte Carlo standard errors
-#: (relative): below that, the difference is within the estimate's own sampling error.
-RESOLVED_SE = 2.0
-
-
 def _boundary_rows(pred: list[LayerNoise], mc: list[LayerNoise]) -> list[dict[str, Any]]:
     rows = []
     for p, m in zip(pred, mc, strict=True):
         if not p.name.startswith("boundary"):
             continue
-        se = m.noise_variance_se
         known = m.noise_variance > 0
         rel_error = abs(p.noise_variance / m.noise_variance - 1.0) if known else None
-        rel_se = se / m.noise_variance if known and se is not None else None
+        rel_se = m.noise_variance_rel_se
         rows.append(
             {
                 "tap": p.name,
                 "features": int(p.variance.shape[-1]),
                 "predicted": p.noise_variance,
                 "monte_carlo": m.noise_variance,
-                "monte_carlo_se": se,
+                "monte_carlo_se": m.noise_variance_se,
                 "rel_error": rel_error,
                 "mc_rel_se": rel_se,
-                "resolved": None
-                if rel_error is None or rel_se is None
-                else rel_error > RESOLVED_SE * rel_se,
+                "resolved": resolved(rel_error, rel_se),
                 "linearity": p.max_linearity,
             }
         )

@@ -25,6 +25,11 @@ def test_propagation_experiment_smoke(tmp_path: pathlib.Path) -> None:
     assert (tmp_path / "propagation_depth.png").stat().st_size > 0
     runs = next(r for r in records if r["config"]["part"] == "validation")["metrics"]["runs"]
     assert len(runs) == 16 and all(run["speedup"] > 0 for run in runs)
+    # every tap with a relative error carries the Monte Carlo estimate's own standard error
+    taps = [t for run in runs for t in run["taps"] if t["rel_error"] is not None]
+    assert taps and all(0 < t["mc_rel_se"] < 1 for t in taps)
+    assert all(t["resolved"] == (t["rel_error"] > 2 * t["mc_rel_se"]) for t in taps)
+    assert f"Resolved: {sum(t['resolved'] for t in taps)} of {len(taps)} tap errors" in text
     depth = next(r for r in records if r["config"]["part"] == "depth")["metrics"]
     assert 0.0 <= depth["test_accuracy"] <= 1.0
     conserved = depth["arms"]["conserved"]
@@ -32,6 +37,13 @@ def test_propagation_experiment_smoke(tmp_path: pathlib.Path) -> None:
     assert all(v is not None and 0.0 <= v <= 1.0 for v in conserved["outside_share"])
     assert all(v is None for v in depth["arms"]["plain"]["linearity"])
     assert "boundaries outside regime" in text and "LINEARITY_THRESHOLD" in text
+
+
+def test_propagation_resolution_line_counts_resolved_errors() -> None:
+    import experiments.propagation as module
+
+    assert module._resolution_line([True, False, False]).startswith("Resolved: 1 of 3 tap errors")
+    assert module._resolution_line([]) == "Monte Carlo standard errors: not recorded."
 
 
 def test_ranges_compresses_runs() -> None:
