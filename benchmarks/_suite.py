@@ -47,6 +47,11 @@ class Profile:
             ``"aot_eager"`` in the tiny profile: the same trace without a C++ build).
         pairs: back-to-back repetitions of each paired comparison.
         pair_run_time: seconds of ``blocked_autorange`` per candidate and pair.
+        cuda_batch, cuda_features: the operator section's sizes on a CUDA device
+            (a GPU's copy bandwidth needs larger tensors than a CPU's).
+        devices: the operator section's devices: ``None`` for the CPU and, when
+            present, CUDA; a tuple of ``"cpu"`` / ``"cuda"`` for exactly those
+            (each must be present).
     """
 
     name: str
@@ -65,6 +70,9 @@ class Profile:
     compile_backend: str = "inductor"
     pairs: int = 13
     pair_run_time: float = 0.05
+    cuda_batch: int = 16384
+    cuda_features: tuple[int, ...] = (4096, 8192)
+    devices: tuple[str, ...] | None = None
 
     def dtype_objects(self) -> list[torch.dtype]:
         return [getattr(torch, d) for d in self.dtypes]
@@ -88,6 +96,8 @@ PROFILES: dict[str, Profile] = {
         compile_backend="aot_eager",
         pairs=2,
         pair_run_time=0.001,
+        cuda_batch=8,
+        cuda_features=(16,),
     ),
     "quick": Profile(
         name="quick",

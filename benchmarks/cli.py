@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conserve_verified.atomic import atomic_write_text
+from conserve_verified.errors import ConserveError
 
 from ._suite import PROFILES, SECTIONS, run
 from .report import to_markdown
@@ -42,6 +43,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="interleaved timing rounds, the fastest kept (default: the profile's)",
     )
     parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        metavar="DEVICE",
+        help="devices of the operator section (default: cpu, and cuda when present); "
+        "a named device that is missing is an error",
+    )
+    parser.add_argument(
         "--sections",
         nargs="+",
         choices=list(SECTIONS),
@@ -69,9 +78,13 @@ def execute(args: argparse.Namespace) -> int:
     """Run the suite as ``args`` say; print the Markdown report; return 0."""
     name = "full" if args.full else "tiny" if args.tiny else "quick"
     profile = PROFILES[name]
-    overrides = {
+    overrides: dict[str, Any] = {
         key: value
-        for key, value in (("threads", args.threads), ("rounds", args.rounds))
+        for key, value in (
+            ("threads", args.threads),
+            ("rounds", args.rounds),
+            ("devices", tuple(args.devices) if args.devices else None),
+        )
         if value is not None
     }
     if overrides:
@@ -97,4 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Benchmarks of conserve_verified (ratios against torch built-ins).",
     )
     configure(parser)
-    return execute(parser.parse_args(argv))
+    try:
+        return execute(parser.parse_args(argv))
+    except ConserveError as exc:  # a typed error: one line, as conserve-verified prints it
+        print(f"python -m benchmarks: error: {exc}", file=sys.stderr)
+        return 2

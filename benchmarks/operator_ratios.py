@@ -1,6 +1,7 @@
 """``conserve`` against torch's own normalisations and a plain copy.
 
-For each dtype and feature size (batch ``profile.batch``), times forward and
+For each device (:func:`devices`), dtype and feature size (batch ``profile.batch``;
+on CUDA ``profile.cuda_batch`` and ``profile.cuda_features``), times forward and
 forward+backward (``torch.autograd.grad`` of the output with a fixed upstream
 gradient) of:
 
@@ -34,13 +35,14 @@ import torch
 import torch.nn.functional as F
 
 from conserve_verified import _fused, _native, conserve
+from conserve_verified.errors import InvalidArgument
 
 from ._timing import best_of_rounds
 
 if TYPE_CHECKING:
     from ._suite import Profile
 
-__all__ = ["run", "shape_row"]
+__all__ = ["DEVICES", "devices", "run", "shape_row", "sizes"]
 
 Op = Callable[[torch.Tensor], torch.Tensor]
 
@@ -142,15 +144,41 @@ def shape_row(
     }
 
 
+#: Devices the operator section can time.
+DEVICES = ("cpu", "cuda")
+
+
+def devices(profile: Profile) -> list[torch.device]:
+    """The devices of the rows: ``profile.devices``, or the CPU and CUDA when present.
+
+    Raises :class:`~conserve_verified.errors.InvalidArgument` (argument ``devices``)
+    for a name outside :data:`DEVICES` or a named device this machine lacks.
+    """
+    if profile.devices is None:
+        return [torch.device(d) for d in DEVICES if d == "cpu" or torch.cuda.is_available()]
+    unknown = [d for d in profile.devices if d not in DEVICES]
+    if unknown or not profile.devices:
+        raise InvalidArgument("devices", profile.devices, f"must be some of {list(DEVICES)}")
+    if "cuda" in profile.devices and not torch.cuda.is_available():
+        raise InvalidArgument("devices", profile.devices, "CUDA is not available on this machine")
+    return [torch.device(d) for d in profile.devices]
+
+
+def sizes(profile: Profile, device: torch.device) -> tuple[int, tuple[int, ...]]:
+    """``(batch, features)`` of the rows on ``device``: the profile's CUDA sizes on a GPU."""
+    if device.type == "cuda":
+        return profile.cuda_batch, profile.cuda_features
+    return profile.batch, profile.features
+
+
 def run(profile: Profile) -> dict[str, Any]:
-    """Every shape and dtype of ``profile`` on CPU, and on CUDA when present."""
-    devices = [torch.device("cpu")]
-    if torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
-    rows = [
-        shape_row(profile.batch, n, dtype, device, profile)
-        for device in devices
-        for dtype in profile.dtype_objects()
-        for n in profile.features
-    ]
+    """Every shape and dtype of ``profile`` on each of its :func:`devices`."""
+    rows = []
+    for device in devices(profile):
+        batch, features = sizes(profile, device)
+        rows += [
+            shape_row(batch, n, dtype, device, profile)
+            for dtype in profile.dtype_objects()
+            for n in features
+        ]
     return {"rows": rows, "native": _native.status()}

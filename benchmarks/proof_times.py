@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from conserve_verified import proof
-
 if TYPE_CHECKING:
     from ._suite import Profile
 
@@ -23,6 +21,10 @@ __all__ = ["run"]
 
 def run(profile: Profile) -> dict[str, Any]:
     """One row per theorem: id, theory, backend, verdicts and seconds."""
+    # imported here: the solvers are needed by this section only (the operator
+    # section runs where they are not installed, e.g. on a GPU machine)
+    from conserve_verified import proof
+
     start = time.perf_counter()
     theorems = list(proof.load_theories())
     load_s = time.perf_counter() - start

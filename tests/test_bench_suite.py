@@ -115,6 +115,53 @@ def test_bench_threads_and_rounds_override_the_profile(tmp_path: Path) -> None:
         bench_main(["--tiny", "--threads", "0"])
 
 
+def test_bench_operator_devices_and_sizes_follow_the_profile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    import torch
+
+    from benchmarks import operator_ratios
+
+    tiny = benchmarks.PROFILES["tiny"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert operator_ratios.devices(tiny) == [torch.device("cpu")]
+    cpu_only = dataclasses.replace(tiny, devices=("cpu",))
+    assert operator_ratios.devices(cpu_only) == [torch.device("cpu")]
+    for bad, reason in ((("cuda",), "CUDA is not available"), (("tpu",), "must be some of")):
+        with pytest.raises(InvalidArgument, match=reason) as err:
+            operator_ratios.devices(dataclasses.replace(tiny, devices=bad))
+        assert err.value.argument == "devices"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert operator_ratios.devices(tiny) == [torch.device("cpu"), torch.device("cuda")]
+    quick = benchmarks.PROFILES["quick"]
+    # the GPU rows of the quick profile: 16384 x 4096 and x 8192
+    assert operator_ratios.sizes(quick, torch.device("cuda")) == (16384, (4096, 8192))
+    assert operator_ratios.sizes(quick, torch.device("cpu")) == (4096, (256, 1024, 4096, 8192))
+
+
+def test_bench_devices_option_reaches_the_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from benchmarks.cli import main as bench_main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out_json = tmp_path / "bench.json"
+    args = ["--tiny", "--sections", "operator", "--devices", "cpu", "--json", str(out_json)]
+    assert bench_main(args) == 0
+    result = json.loads(out_json.read_text())
+    assert result["profile"]["devices"] == ["cpu"]
+    assert {r["device"] for r in result["sections"]["operator"]["rows"]} == {"cpu"}
+    assert bench_main(["--tiny", "--sections", "operator", "--devices", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "python -m benchmarks: error: devices=('cuda',): CUDA is not available on this machine"
+    )
+
+
 def test_paired_ratio_is_the_candidate_over_its_fastest_peer() -> None:
     from benchmarks.paired_ratios import paired
 
