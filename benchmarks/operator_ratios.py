@@ -181,4 +181,8 @@ def run(profile: Profile) -> dict[str, Any]:
             for dtype in profile.dtype_objects()
             for n in features
         ]
-    return {"rows": rows, "native": _native.status()}
+    return {
+        "rows": rows,
+        "native": _native.status(),
+        "cuda_sizes": {"batch": profile.cuda_batch, "features": list(profile.cuda_features)},
+    }

@@ -142,10 +142,16 @@ def _operator(sec: dict[str, Any]) -> list[str]:
         ],
     )
     if not any(r["device"] == "cuda" for r in rows):
+        sizes = sec.get("cuda_sizes")
+        which = (
+            f" ({sizes['batch']} × " + " and × ".join(str(f) for f in sizes["features"]) + ")"
+            if sizes
+            else ""
+        )
         out += [
             "",
-            "No CUDA device in this run (no GPU was lent to this task): the GPU rows "
-            "(16384 × 4096 and × 8192) are not measured here.",
+            "No CUDA rows in this run (no CUDA device, or `--devices` left it out): the "
+            f"GPU rows{which} are not measured here.",
         ]
     return out
 

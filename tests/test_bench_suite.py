@@ -155,6 +155,9 @@ def test_bench_devices_option_reaches_the_profile(
     result = json.loads(out_json.read_text())
     assert result["profile"]["devices"] == ["cpu"]
     assert {r["device"] for r in result["sections"]["operator"]["rows"]} == {"cpu"}
+    # the note names the profile's GPU sizes (tiny: 8 x 16)
+    assert "No CUDA rows in this run" in capsys.readouterr().out
+    assert "GPU rows (8 × 16) are not measured here" in benchmarks.to_markdown(result)
     assert bench_main(["--tiny", "--sections", "operator", "--devices", "cuda"]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == (
