@@ -85,6 +85,24 @@ def test_native_forward_is_one_product_rounded_once(
         assert torch.equal(y, (xa * scale).to(dtype)), (n, e)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_bf16_forward_rows_in_groups_keep_each_rows_order(kernel: Any, threads: int) -> None:
+    """The bfloat16 variant sums rows 4 at a time: any row count and any split of the rows
+    between threads gives each row its own lane-fold norm and product, bitwise."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for rows in (1, 3, 4, 5, 203):
+            x = (_rows(300, rows, rows) * 0.5).to(torch.bfloat16)
+            y, nrm = kernel.forward(x, 1.25)
+            xa = x.float()
+            assert np.array_equal(nrm[:, 0].numpy(), lane_fold_norms(xa.numpy(), 16)), rows
+            scale = torch.tensor(1.25, dtype=torch.float32) / nrm
+            assert torch.equal(y, (xa * scale).to(torch.bfloat16)), rows
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_conserve_takes_native_kernel_when_built_and_torch_kernels_when_off(
     kernel: Any, dtype: torch.dtype
