@@ -570,19 +570,29 @@ def _compiled_inference(
     this input's dtype and length (no Python kernel per call; unsafe inputs go to
     :func:`_conserve_inference` from inside it), else the Python-kernel op."""
     shape = _fused.rows_view(x, dims)
-    if (
-        shape is not None
-        and x.device.type == "cpu"
-        and _fused.one_pass(x.dtype, shape[1])
-        and _native.handles_when_traced(x.dtype)
-    ):
-        acc = tolerance(x.dtype).accumulation
-        n = shape[1]
-        lo, hi = _underflow_threshold(acc, n), _RANGE[acc][1]
+    bounds = None
+    if shape is not None and x.device.type == "cpu":
+        bounds = _native_bounds(x.dtype, shape[1])
+    if bounds is not None:
         return torch.ops.conserve_native.infer.default(
-            x, e, list(dims), zero, lo, hi, ONE_PASS_MAX_FEATURES
+            x, e, list(dims), zero, bounds[0], bounds[1], ONE_PASS_MAX_FEATURES
         )
     return torch.ops.conserve_verified.conserve_inference.default(x, e, list(dims), zero)
+
+
+@torch.compiler.assume_constant_result
+def _native_bounds(dtype: torch.dtype, n: int) -> tuple[float, float] | None:
+    """``(lo, hi)``, the fast path's safety range of the float32 sum of squares, when the
+    native kernel's op takes CPU samples of ``n`` features of ``dtype``; else ``None``.
+
+    A constant of the graph being traced (``torch.compiler.assume_constant_result``: the
+    kernel choice of a compiled graph is fixed when it is traced, and Dynamo installs no
+    guards on what this reads).
+    """
+    if not (_fused.one_pass(dtype, n) and _native.handles_when_traced(dtype)):
+        return None
+    acc = tolerance(dtype).accumulation
+    return _underflow_threshold(acc, n), _RANGE[acc][1]
 
 
 def _apply(

@@ -172,6 +172,26 @@ def test_compiled_inference_uses_the_inference_op_and_gradients_the_autograd_op(
     assert any(t.endswith("conserve_verified.conserve.default") for t in seen), seen
 
 
+def test_native_bounds_are_the_fast_paths_safety_range_or_none() -> None:
+    """The constant a traced graph takes for the native op: ``(lo, hi)`` of the float32
+    sum of squares where the native kernel takes the input, else ``None``."""
+    from conserve_verified import _fused, _math
+    from conserve_verified.tolerances import ONE_PASS_MAX_FEATURES
+
+    for dtype, n in ((torch.float32, 256), (torch.bfloat16, 8192), (torch.float32, 1)):
+        got = _math._native_bounds(dtype, n)
+        if _native.handles(dtype) and _fused.one_pass(dtype, n):
+            assert got == (
+                _math._underflow_threshold(torch.float32, n),
+                _math._RANGE[torch.float32][1],
+            )
+        else:
+            assert got is None
+    assert _math._native_bounds(torch.float32, ONE_PASS_MAX_FEATURES + 1) is None
+    assert _math._native_bounds(torch.float64, 256) is None
+    assert _math._native_bounds(torch.float16, 256) is None
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_compiled_native_op_equals_eager_and_falls_back_with_typed_errors(
     dtype: torch.dtype,
