@@ -987,7 +987,7 @@ def mean_variance_se(samples: torch.Tensor) -> torch.Tensor:
     as known: the neglected term is O(1/S) relative).
 
     Identity: for ``q`` of independent draws, ``mean_variance_se(a) ** 2 * S`` estimates
-    ``Var(q) * (S / (S - 1))^2`` (``tests/test_propagation.py`` checks the spread of
+    ``Var(q) * (S / (S - 1))^2`` (``tests/test_propagation_unit.py`` checks the spread of
     repeated estimates against it).
     """
     s = samples.shape[0]

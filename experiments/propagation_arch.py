@@ -211,10 +211,6 @@ def run_cell(config: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _fmt(v: float | None, spec: str = ".3g") -> str:
-    return "–" if v is None else format(v, spec)
-
-
 def validation_rows(records: list[Record]) -> list[dict[str, Any]]:
     """One row per (model, arm): worst per-boundary error and median speed ratio over seeds,
     for the default predictor and the first-order one (``None`` where a record has none)."""
@@ -333,7 +329,7 @@ def report(records: list[Record], out_dir: pathlib.Path) -> str:
         "Max rel. error: the largest, over boundaries and seeds, of "
         "|predicted / Monte Carlo − 1| of the mean noise variance at a boundary. "
         "MC rel. SE: the largest relative standard error of the Monte Carlo estimate "
-        "itself (`LayerNoise.noise_variance_se`). Resolved: of the boundaries (over seeds), "
+        "itself (`LayerNoise.noise_variance_rel_se`). Resolved: of the boundaries (over seeds), "
         f"those whose error exceeds {RESOLVED_SE:g} of these standard errors; an error "
         "below that is within the Monte Carlo estimate's own sampling error, so it bounds "
         "the predictor's error at the estimate's resolution rather than measuring it. "
