@@ -229,26 +229,29 @@ CONSERVE_AVX512_TARGET inline void scale_row_bf16_avx512(const c10::BFloat16* xr
 // memory and gained nothing).
 constexpr int kRowsAtOnce = 4;
 
-// The rows' sums kRowsAtOnce at a time, then each row scaled.
+// Rows row .. row + R - 1: their sums together, then each row scaled.
+template <int R>
+CONSERVE_AVX512_TARGET inline void forward_group_bf16_avx512(const c10::BFloat16* x,
+                                                             c10::BFloat16* y, float* nrm,
+                                                             int64_t row, int64_t n, float r) {
+  const c10::BFloat16* xs[R];
+  for (int k = 0; k < R; ++k) xs[k] = x + (row + k) * n;
+  float ss[R];
+  sum_squares_avx512<R>(xs, n, ss);
+  for (int k = 0; k < R; ++k) {
+    scale_row_bf16_avx512(xs[k], y + (row + k) * n, ss[k], r, n, nrm + row + k);
+  }
+}
+
+// The rows' sums kRowsAtOnce at a time, the rest one by one.
 CONSERVE_AVX512_TARGET void forward_range_bf16_avx512(const c10::BFloat16* x, c10::BFloat16* y,
                                                       float* nrm, int64_t begin, int64_t end,
                                                       int64_t n, float r) {
   int64_t row = begin;
   for (; row + kRowsAtOnce <= end; row += kRowsAtOnce) {
-    const c10::BFloat16* xs[kRowsAtOnce];
-    for (int k = 0; k < kRowsAtOnce; ++k) xs[k] = x + (row + k) * n;
-    float ss[kRowsAtOnce];
-    sum_squares_avx512<kRowsAtOnce>(xs, n, ss);
-    for (int k = 0; k < kRowsAtOnce; ++k) {
-      scale_row_bf16_avx512(xs[k], y + (row + k) * n, ss[k], r, n, nrm + row + k);
-    }
+    forward_group_bf16_avx512<kRowsAtOnce>(x, y, nrm, row, n, r);
   }
-  for (; row < end; ++row) {
-    const c10::BFloat16* xs[1] = {x + row * n};
-    float ss;
-    sum_squares_avx512<1>(xs, n, &ss);
-    scale_row_bf16_avx512(xs[0], y + row * n, ss, r, n, nrm + row);
-  }
+  for (; row < end; ++row) forward_group_bf16_avx512<1>(x, y, nrm, row, n, r);
 }
 
 void forward_rows_bf16_avx512(const c10::BFloat16* x, c10::BFloat16* y, float* nrm,
