@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,14 +167,42 @@ def test_bench_devices_option_reaches_the_profile(
     )
 
 
-def test_paired_ratio_is_the_candidate_over_its_fastest_peer() -> None:
-    from benchmarks.paired_ratios import paired
+def test_paired_ratio_is_the_candidate_over_its_fastest_peer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ratio is computed from the timer's medians: with a timer whose medians are
+    known (no wall clock, so no machine load in the result), each pair's ratio is the
+    candidate's time over the fastest peer's, and the quartiles are those of the pairs."""
+    from types import SimpleNamespace
 
-    def spin(k: int) -> Callable[[], int]:
-        return lambda: sum(range(k))
+    from benchmarks import paired_ratios
 
-    r = paired(spin(20_000), [spin(80_000), spin(10_000)], pairs=3, run_time=0.01, threads=1)
-    # the fastest peer (10k) is twice as fast as the candidate (20k): a ratio near 2
-    assert r["pairs"] == 3 and 1.2 < r["median"] < 3.5
-    one = paired(spin(1000), [spin(1000)], pairs=1, run_time=0.001, threads=1)
-    assert one["q1"] == one["median"] == one["q3"]
+    times: dict[str, list[float]] = {"cand": [2.0, 3.0, 4.0], "slow": [9.0] * 3, "fast": [1.0] * 3}
+    calls = {k: 0 for k in times}
+
+    class FakeTimer:
+        def __init__(self, stmt: str, globals: dict[str, Any], num_threads: int) -> None:
+            self.name = globals["fn"].name
+
+        def blocked_autorange(self, min_run_time: float) -> Any:
+            i = calls[self.name]
+            calls[self.name] += 1
+            return SimpleNamespace(median=times[self.name][i])
+
+    def fn(name: str) -> Callable[[], None]:
+        f = lambda: None  # noqa: E731
+        f.name = name  # type: ignore[attr-defined]
+        return f
+
+    monkeypatch.setattr(paired_ratios, "Timer", FakeTimer)
+    r = paired_ratios.paired(
+        fn("cand"), [fn("slow"), fn("fast")], pairs=3, run_time=0.01, threads=1
+    )
+    # per pair: 2/1, 3/1, 4/1 (the fastest peer is "fast")
+    assert r["pairs"] == 3 and r["median"] == 3.0
+    assert (r["q1"], r["q3"]) == tuple(statistics.quantiles([2.0, 3.0, 4.0], n=4)[::2])
+    assert calls == {"cand": 3, "slow": 3, "fast": 3}
+    times.update(one=[5.0], peer=[2.0])
+    calls.update(one=0, peer=0)
+    one = paired_ratios.paired(fn("one"), [fn("peer")], pairs=1, run_time=0.001, threads=1)
+    assert one["q1"] == one["median"] == one["q3"] == 2.5
