@@ -13,6 +13,7 @@ import torch
 from conserve_verified.errors import InvalidArgument
 
 from . import (
+    compiled_forms,
     hypothesis_rate,
     operator_ratios,
     paired_ratios,
@@ -138,6 +139,7 @@ SECTIONS: dict[str, Callable[[Profile], dict[str, Any]]] = {
     "operator": operator_ratios.run,
     "pipeline": pipeline_overhead.run,
     "paired": paired_ratios.run,
+    "compiled_forms": compiled_forms.run,
     "proofs": proof_times.run,
     "propagation": propagation_speed.run,
     "hypothesis": hypothesis_rate.run,

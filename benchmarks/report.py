@@ -335,6 +335,26 @@ def _paired(sec: dict[str, Any]) -> list[str]:
     ]
 
 
+def _compiled_forms(sec: dict[str, Any]) -> list[str]:
+    forms = sec["forms"]
+    return [
+        "## Compiled forms of the forward",
+        "",
+        f"Each form under `torch.compile(fullgraph=True, dynamic=False)` (backend "
+        f"`{sec['compile_backend']}`) / compiled `rms_norm`, batch {sec['batch']}, "
+        f"{sec['pairs']} back-to-back pairs (median [interquartile range]). `operator` is the "
+        "library; `fused` is the formula inductor fuses (no check), `fused_assert` adds the safe-"
+        "range test as an in-kernel assert (`RuntimeError`, no fallback), `fused_check_op` adds "
+        "an opaque op that raises the typed error or writes the fallback "
+        "(`benchmarks/compiled_forms.py`).",
+        "",
+        *_table(
+            ["dtype", "features", *(f"`{f}`" for f in forms)],
+            [[r["dtype"], r["features"], *(_iqr(r[f]) for f in forms)] for r in sec["rows"]],
+        ),
+    ]
+
+
 def _hypothesis(sec: dict[str, Any]) -> list[str]:
     out = [f"## Hypothesis: examples per second (`{sec['file']}`)", ""]
     out += _table(
@@ -348,6 +368,7 @@ _SECTIONS = {
     "operator": _operator,
     "pipeline": _pipeline,
     "paired": _paired,
+    "compiled_forms": _compiled_forms,
     "proofs": _proofs,
     "propagation": _propagation,
     "hypothesis": _hypothesis,

@@ -35,6 +35,7 @@ def test_bench_command_writes_json_and_markdown(
         "## Operator",
         "## Pipeline",
         "## Paired ratios",
+        "## Compiled forms of the forward",
         "## Proof suite",
         "## Noise",
         "## Hypothesis",
@@ -65,6 +66,13 @@ def test_bench_command_writes_json_and_markdown(
     for r in [*pairs["eager"], *pairs["compiled"], *pairs["checks"].values()]:
         if isinstance(r, dict):
             assert r["pairs"] == 2 and 0 < r["q1"] <= r["median"] <= r["q3"]
+    forms = result["sections"]["compiled_forms"]
+    assert [(r["dtype"], r["features"]) for r in forms["rows"]] == [
+        (d, 16) for d in ("float32", "bfloat16")
+    ]
+    for r in forms["rows"]:
+        for f in forms["forms"]:
+            assert r[f]["pairs"] == 2 and 0 < r[f]["q1"] <= r[f]["median"] <= r[f]["q3"]
     proofs = result["sections"]["proofs"]
     assert len(proofs["rows"]) == 1 and proofs["registered"] >= 1
     assert result["sections"]["propagation"]["taps"] > 0
