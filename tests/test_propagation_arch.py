@@ -274,9 +274,10 @@ def test_propagation_arch_report_reads_records_without_the_first_order_predictor
     cfg = {"sigma": 0.02, "inputs": 1, "samples": 10, "width": 2, "epochs": 1}
     text = module.report([{**records[0], "config": {**records[0]["config"], **cfg}}], tmp_path)
     assert (
-        "| cnn | baseline | 1 | 4 | 50.0% | – | 1.00% | – | yes | 12.0× | **no** "
+        "| cnn | baseline | 1 | 4 | 50.0% | – | 1.00% | – | yes | 12.0× | **no** | 1 "
         "| – | – | – | – | – | 1 |" in text
     )
+    assert row["equal_cost_samples"] is None  # the record's config has no sample count
 
 
 def test_propagation_arch_resolved_counts_errors_beyond_two_monte_carlo_standard_errors() -> None:
@@ -303,6 +304,25 @@ def test_propagation_arch_resolved_counts_errors_beyond_two_monte_carlo_standard
     assert row["resolved"] == "2/4"  # 0.05 > 2 x 0.01 at each seed; 0.001 < 2 x 0.004
     assert row["first_order_resolved"] == "4/4"
     assert row["mc_rel_se"] == 0.01
+    assert row["equal_cost_samples"] is None
+
+
+def test_propagation_arch_equal_cost_samples_is_samples_over_the_speed_ratio() -> None:
+    import experiments.propagation_arch as module
+
+    def record(speedup: float) -> dict[str, Any]:
+        metrics = {
+            "clean_accuracy": 0.5,
+            "boundaries": [{"features": 4, "rel_error": 0.01}],
+            "max_rel_error": 0.01,
+            "speedup": speedup,
+        }
+        config = {"model": "cnn", "arm": "baseline", "samples": 2000}
+        return {"experiment": module.NAME, "config": config, "metrics": metrics}
+
+    (row,) = module.validation_rows([record(8.0), record(10.0), record(20.0)])
+    assert row["equal_cost_samples"] == 200.0  # median of 250, 200 and 100
+    assert row["speedup"] == 10.0
 
 
 def test_propagation_arch_boundary_rows_carry_the_monte_carlo_standard_error() -> None:
