@@ -45,8 +45,9 @@ def paired(
 ) -> dict[str, Any]:
     """``candidate`` / the fastest of ``peers``, timed back to back ``pairs`` times.
 
-    Returns ``{"median", "q1", "q3", "pairs"}`` of the per-pair ratios (``q1 = q3 =
-    median`` for fewer than two pairs).  Each callable runs once before timing.
+    Returns ``{"median", "q1", "q3", "pairs"}`` of the per-pair ratios, with
+    ``min <= q1 <= median <= q3 <= max`` (inclusive quartiles; ``q1 = q3 = median`` for
+    fewer than two pairs).  Each callable runs once before timing.
     """
 
     def time_one(fn: Fn) -> float:
@@ -60,7 +61,13 @@ def paired(
         own = time_one(candidate)
         ratios.append(own / min(time_one(fn) for fn in peers))
     med = statistics.median(ratios)
-    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else (med, med, med)
+    # "inclusive": quartiles inside the data's range (the default "exclusive" method
+    # extrapolates beyond it from few pairs, down to a negative q1 from two ratios)
+    q1, _, q3 = (
+        statistics.quantiles(ratios, n=4, method="inclusive")
+        if len(ratios) >= 2
+        else (med, med, med)
+    )
     return {"median": med, "q1": q1, "q3": q3, "pairs": len(ratios)}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,8 +207,12 @@ def test_paired_ratio_is_the_candidate_over_its_fastest_peer(
     )
     # per pair: 2/1, 3/1, 4/1 (the fastest peer is "fast")
     assert r["pairs"] == 3 and r["median"] == 3.0
-    assert (r["q1"], r["q3"]) == tuple(statistics.quantiles([2.0, 3.0, 4.0], n=4)[::2])
+    assert (r["q1"], r["q3"]) == (2.5, 3.5)  # inclusive quartiles of 2, 3, 4
     assert calls == {"cand": 3, "slow": 3, "fast": 3}
+    times.update(a=[1.0, 9.0], b=[1.0, 1.0])
+    calls.update(a=0, b=0)
+    two = paired_ratios.paired(fn("a"), [fn("b")], pairs=2, run_time=0.001, threads=1)
+    assert 1.0 <= two["q1"] <= two["median"] == 5.0 <= two["q3"] <= 9.0  # within the data
     times.update(one=[5.0], peer=[2.0])
     calls.update(one=0, peer=0)
     one = paired_ratios.paired(fn("one"), [fn("peer")], pairs=1, run_time=0.001, threads=1)
