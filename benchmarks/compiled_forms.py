@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from conserve_verified import conserve
-from conserve_verified._math import _RANGE, _underflow_threshold
+from conserve_verified._math import _safe_range
 
 from .paired_ratios import paired
 
@@ -53,11 +53,6 @@ Op = Callable[[torch.Tensor], torch.Tensor]
 FORMS: tuple[str, ...] = ("operator", "fused", "fused_assert", "fused_check_op")
 
 
-def _safe_range(n: int) -> tuple[float, float]:
-    """The fast path's safe range of a float32 sum of squares over ``n`` features."""
-    return _underflow_threshold(torch.float32, n), _RANGE[torch.float32][1]
-
-
 def _fused_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(y, ss)``: ``y = x / ||x||`` over the last dim from a float32 sum of squares ``ss``."""
     ss = t.float().square().sum(-1, keepdim=True)
@@ -65,8 +60,8 @@ def _fused_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _outside(ss: torch.Tensor, n: int) -> torch.Tensor:
-    """0-d bool: some sum of squares is outside the safe range (NaN counts as outside)."""
-    lo, hi = _safe_range(n)
+    """0-d bool: some float32 sum of squares is outside the fast path's safe range (NaN is)."""
+    lo, hi = _safe_range(torch.float32, n)
     return ~((ss >= lo) & (ss <= hi)).all()
 
 

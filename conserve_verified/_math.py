@@ -179,6 +179,12 @@ def _underflow_threshold(acc: torch.dtype, n: int) -> float:
     return n * _RANGE[acc][0]
 
 
+def _safe_range(acc: torch.dtype, n: int) -> tuple[float, float]:
+    """``(lo, hi)``: the fast path takes a sum ``ss`` of ``n`` squares in ``acc`` iff
+    ``lo <= ss <= hi`` (:func:`_needs_wide` is its complement, NaN included)."""
+    return _underflow_threshold(acc, n), _RANGE[acc][1]
+
+
 def _needs_wide(ss: torch.Tensor, acc: torch.dtype, n: int) -> torch.Tensor:
     """Samples whose fast-path sum of squares overflowed, is NaN, or may have underflowed."""
     return ~torch.isfinite(ss) | (ss < _underflow_threshold(acc, n))
@@ -194,7 +200,8 @@ def _all_safe(ss: torch.Tensor, acc: torch.dtype, n: int) -> bool:
     if ss.numel() == 0:
         return True
     lo, hi = torch.aminmax(ss.detach() if ss.requires_grad else ss)
-    return float(lo) >= _underflow_threshold(acc, n) and float(hi) <= _RANGE[acc][1]
+    safe_lo, safe_hi = _safe_range(acc, n)
+    return float(lo) >= safe_lo and float(hi) <= safe_hi
 
 
 def _fast_sum_squares(xa: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[torch.Tensor, bool]:
@@ -591,8 +598,7 @@ def _native_bounds(dtype: torch.dtype, n: int) -> tuple[float, float] | None:
     """
     if not (_fused.one_pass(dtype, n) and _native.handles_when_traced(dtype)):
         return None
-    acc = tolerance(dtype).accumulation
-    return _underflow_threshold(acc, n), _RANGE[acc][1]
+    return _safe_range(tolerance(dtype).accumulation, n)
 
 
 def _apply(
