@@ -116,7 +116,7 @@ class Representation:
         if x.ndim < k or tuple(x.shape[x.ndim - k :]) != self.event_shape:
             raise InvalidArgument(
                 name,
-                f"<tensor of shape {tuple(x.shape)}>",
+                x,
                 f"trailing shape must be {self.event_shape} for {self.name}",
             )
         return x
@@ -302,7 +302,7 @@ def average_linear(
     if tuple(weight.shape) != (rep_out.dim, rep_in.dim):
         raise InvalidArgument(
             "weight",
-            f"<tensor of shape {tuple(weight.shape)}>",
+            weight,
             f"must have shape (rep_out.dim, rep_in.dim) = ({rep_out.dim}, {rep_in.dim})",
         )
     total = torch.zeros_like(weight)

@@ -490,11 +490,11 @@ class MonocularDepthNoise(NoiseInjector):
         if h.ndim not in (3, 4) or (h.ndim == 4 and h.shape[1] != 1):
             raise InvalidArgument(
                 "h",
-                f"<tensor of shape {tuple(h.shape)}>",
+                h,
                 "expected depth images (N, H, W) or (N, 1, H, W)",
             )
         if bool((h < 0).any()):
-            raise InvalidArgument("h", f"<tensor of shape {tuple(h.shape)}>", "depth must be >= 0")
+            raise InvalidArgument("h", h, "depth must be >= 0")
         n = h.shape[0]
         per_image = (n,) + (1,) * (h.ndim - 1)
         s = 1.0 + self.scale_sigma * self._normal(per_image, h)

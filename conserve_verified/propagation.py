@@ -177,7 +177,7 @@ def linear_noise_gain(weight: torch.Tensor, correlation: float = 0.0) -> torch.T
     """
     w = validate_tensor(weight, "weight")
     if w.ndim != 2:
-        raise InvalidArgument("weight", f"<tensor of shape {tuple(w.shape)}>", "must be 2-d")
+        raise InvalidArgument("weight", w, "must be 2-d")
     c = _unit_interval("correlation", correlation)
     return (1.0 - c) * w.pow(2).sum(1) + c * w.sum(1).pow(2)
 
@@ -784,9 +784,7 @@ def predict(
     x = validate_tensor(x, "x")
     validate_finite(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
-        raise InvalidArgument(
-            "x", f"<tensor of shape {tuple(x.shape)}>", "must be a batch (B, ...)"
-        )
+        raise InvalidArgument("x", x, "must be a batch (B, ...)")
     if not _is_chain(model):
         if linearity_threshold is not None:
             raise InvalidArgument(
@@ -951,9 +949,7 @@ def monte_carlo(
         raise InvalidArgument("samples", samples, "need at least 2 samples for a variance")
     x = validate_tensor(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
-        raise InvalidArgument(
-            "x", f"<tensor of shape {tuple(x.shape)}>", "must be a batch (B, ...)"
-        )
+        raise InvalidArgument("x", x, "must be a batch (B, ...)")
     chain = _is_chain(model)
     taps = _run_taps if chain else _run_graph_taps
     names = (
@@ -992,9 +988,7 @@ def mean_variance_se(samples: torch.Tensor) -> torch.Tensor:
     """
     s = samples.shape[0]
     if s < 2:
-        raise InvalidArgument(
-            "samples", f"<tensor of shape {tuple(samples.shape)}>", "need >= 2 draws"
-        )
+        raise InvalidArgument("samples", samples, "need >= 2 draws")
     q = (samples - samples.mean(0)).pow(2).flatten(1).mean(1)
     return q.std() * (s / (s - 1)) / math.sqrt(s)
 

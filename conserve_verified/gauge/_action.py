@@ -56,7 +56,7 @@ def _check_log_scales(structure: GaugeStructure, u: object) -> torch.Tensor:
     if tuple(u.shape) != (structure.num_scales,):
         raise InvalidArgument(
             "log_scales",
-            f"<tensor of shape {tuple(u.shape)}>",
+            u,
             f"expected shape ({structure.num_scales},), one log-scale per free scale",
         )
     if not bool(torch.isfinite(u).all()):
